@@ -1,0 +1,179 @@
+"""Firestore: flow run reads, status-gated step writes, and the prompt/schema registries.
+
+No transactions: every write is preceded by a read and carries the precondition
+`last_update_time = snapshot.update_time` (SPEC §4). The retry loop is written out rather than
+taken from `google.api_core.retry`, because the spec fixes both the attempt count (3 to 5) and the
+jittered pause (100 to 500 ms) and wants the status gate re-checked on each re-read, which a
+time-bounded, full-jitter Retry does not express.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from engine.contracts import JsonObject
+from engine.errors import ErrorCode, StoreUnavailable
+from engine.ports import GuardedWrite, Snapshot
+
+READ_TIMEOUT_S = 10.0
+CLAIM_TIMEOUT_S = 10.0
+FINALIZE_TIMEOUT_S = 15.0
+ATTEMPTS = 4
+LOST_RACE = (gexc.FailedPrecondition, gexc.Aborted, gexc.Conflict)
+
+Journal = Callable[[JsonObject], None]
+
+
+class FirestoreFlowRunStore:
+    def __init__(
+        self,
+        client: firestore.Client,
+        collection: str,
+        journal: Journal | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._collection = collection
+        self._journal = journal
+        self._sleep = sleep
+
+    def _ref(self, run_id: str) -> Any:
+        return self._client.collection(self._collection).document(run_id)
+
+    def _read(self, run_id: str) -> Any:
+        try:
+            return self._ref(run_id).get(timeout=READ_TIMEOUT_S)
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable("read", exc) from None
+
+    def load(self, run_id: str) -> Snapshot | None:
+        doc = self._read(run_id)
+        if not doc.exists:
+            return None
+        return Snapshot(data=doc.to_dict() or {}, update_time=doc.update_time)
+
+    def update_step(
+        self, run_id: str, step_id: str, expect: str, patch: dict[str, Any]
+    ) -> GuardedWrite:
+        paths = {rel: ("steps", step_id, *rel.split(".")) for rel in patch}
+        timeout = CLAIM_TIMEOUT_S if expect == "READY" else FINALIZE_TIMEOUT_S
+        uncertain = False
+        for attempt in range(ATTEMPTS):
+            doc = self._read(run_id)
+            data = (doc.to_dict() or {}) if doc.exists else {}
+            if uncertain and _landed(data, paths, patch):
+                return self._committed(run_id, paths, patch)
+            step = (data.get("steps") or {}).get(step_id)
+            status = step.get("status") if isinstance(step, dict) else None
+            if status != expect:
+                return GuardedWrite(committed=False, observed=str(status))
+            updates = {FieldPath(*paths[rel]).to_api_repr(): value for rel, value in patch.items()}
+            try:
+                self._ref(run_id).update(
+                    updates,
+                    option=self._client.write_option(last_update_time=doc.update_time),
+                    timeout=timeout,
+                )
+            except LOST_RACE:
+                uncertain = False
+            except gexc.GoogleAPICallError as exc:
+                # The write may have landed before the error reached us: re-read decides.
+                uncertain = True
+                if attempt == ATTEMPTS - 1:
+                    raise _unavailable("write", exc) from None
+            else:
+                return self._committed(run_id, paths, patch)
+            self._sleep(random.uniform(0.1, 0.5))
+        return GuardedWrite(committed=False)
+
+    def _committed(
+        self, run_id: str, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]
+    ) -> GuardedWrite:
+        if self._journal is not None:
+            self._journal(
+                {
+                    "doc": f"{self._collection}/{run_id}",
+                    "fields": {".".join(paths[rel]): value for rel, value in patch.items()},
+                }
+            )
+        return GuardedWrite(committed=True)
+
+    def set_run_error(self, run_id: str, error: JsonObject) -> bool:
+        """Writes `flow_run.error` once; an identical error already there is left alone, so the
+        event our own write triggers does not write again."""
+        for _ in range(ATTEMPTS):
+            doc = self._read(run_id)
+            if not doc.exists or (doc.to_dict() or {}).get("error") == error:
+                return False
+            try:
+                self._ref(run_id).update(
+                    {"error": error},
+                    option=self._client.write_option(last_update_time=doc.update_time),
+                    timeout=FINALIZE_TIMEOUT_S,
+                )
+            except LOST_RACE:
+                self._sleep(random.uniform(0.1, 0.5))
+                continue
+            except gexc.GoogleAPICallError as exc:
+                raise _unavailable("write", exc) from None
+            if self._journal is not None:
+                self._journal({"doc": f"{self._collection}/{run_id}", "fields": {"error": error}})
+            return True
+        return False
+
+
+def _unavailable(what: str, exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(
+        ErrorCode.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
+    )
+
+
+def _landed(data: JsonObject, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]) -> bool:
+    """True when every patched field already holds our value (our ambiguous write went in)."""
+    for rel, value in patch.items():
+        node: Any = data
+        for segment in paths[rel]:
+            if not isinstance(node, dict) or segment not in node:
+                return False
+            node = node[segment]
+        if node != value:
+            return False
+    return True
+
+
+class FirestoreRegistry:
+    """`llm_prompts` and `llm_schemas`. Their documents are immutable by contract, so each one
+    found is cached for the life of the instance; a missing one is asked for again next time."""
+
+    def __init__(self, client: firestore.Client, prompts: str, schemas: str) -> None:
+        self._client = client
+        self._prompts = prompts
+        self._schemas = schemas
+        self._cache: dict[tuple[str, str], JsonObject] = {}
+
+    def _get(self, collection: str, doc_id: str) -> JsonObject | None:
+        key = (collection, doc_id)
+        if key in self._cache:
+            return self._cache[key]
+        try:
+            doc = self._client.collection(collection).document(doc_id).get(timeout=READ_TIMEOUT_S)
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable("read", exc) from None
+        if not doc.exists:
+            return None
+        data = doc.to_dict() or {}
+        self._cache[key] = data
+        return data
+
+    def prompt(self, prompt_id: str) -> JsonObject | None:
+        return self._get(self._prompts, prompt_id)
+
+    def schema(self, schema_id: str) -> JsonObject | None:
+        return self._get(self._schemas, schema_id)

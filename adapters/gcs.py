@@ -1,0 +1,70 @@
+"""Cloud Storage: bounded reads of upstream artifacts and the create-only report write."""
+
+from __future__ import annotations
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage  # type: ignore[attr-defined]
+
+from engine.errors import ErrorCode, StoreUnavailable
+from engine.ports import BlobNotFound, BlobTooLarge
+
+READ_TIMEOUT_S = 20.0
+UPLOAD_TIMEOUT_S = 60.0
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("gs://"):
+        raise BlobNotFound(uri)
+    bucket, _, name = uri[5:].partition("/")
+    if not bucket or not name:
+        raise BlobNotFound(uri)
+    return bucket, name
+
+
+class GcsBlobStore:
+    def __init__(self, client: storage.Client) -> None:
+        self._client = client
+
+    def _blob(self, uri: str) -> storage.Blob:
+        bucket, name = split_uri(uri)
+        return self._client.bucket(bucket).blob(name)
+
+    def read(self, uri: str, limit: int) -> bytes:
+        """Ranged read of bytes 0..limit: one byte past the limit proves the object too large."""
+        blob = self._blob(uri)
+        try:
+            data: bytes = blob.download_as_bytes(start=0, end=limit, timeout=READ_TIMEOUT_S)
+        except gexc.NotFound:
+            raise BlobNotFound(uri) from None
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # an empty object has no byte 0
+        except (gexc.GoogleAPICallError, OSError) as exc:
+            raise StoreUnavailable(
+                ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
+            ) from None
+        if len(data) > limit:
+            raise BlobTooLarge(uri)
+        return data
+
+    def exists(self, uri: str) -> bool:
+        try:
+            return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S))
+        except (gexc.GoogleAPICallError, OSError) as exc:
+            raise StoreUnavailable(
+                ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
+            ) from None
+
+    def create(self, uri: str, data: bytes, content_type: str) -> bool:
+        """`if_generation_match=0`: the library's conditional retry is safe, and a 412 means an
+        earlier attempt (ours or a twin's) already wrote this deterministic object."""
+        try:
+            self._blob(uri).upload_from_string(
+                data, content_type=content_type, if_generation_match=0, timeout=UPLOAD_TIMEOUT_S
+            )
+        except gexc.PreconditionFailed:
+            return False
+        except (gexc.GoogleAPICallError, OSError) as exc:
+            raise StoreUnavailable(
+                ErrorCode.GCS_WRITE_FAILED, f"gcs write failed: {type(exc).__name__}"
+            ) from None
+        return True

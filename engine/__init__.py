@@ -1,0 +1,1 @@
+"""What any step lifecycle needs: the machine table, the runner, contracts, ports, errors."""

@@ -1,0 +1,47 @@
+"""The invocation time budget (SPEC §12).
+
+Counted from the start of the invocation: no external call may start once less than the finalize
+budget remains, and call timeouts are capped by what is left, so the step can always be finalized.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from engine.errors import ErrorCode, StepFailure
+
+
+class TimeBudget:
+    def __init__(
+        self,
+        invocation_timeout_s: float,
+        finalize_budget_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+        started: float | None = None,
+    ) -> None:
+        self._monotonic = monotonic
+        self._started = monotonic() if started is None else started
+        self.invocation_timeout_s = invocation_timeout_s
+        self.finalize_budget_s = finalize_budget_s
+
+    def remaining(self) -> float:
+        return self.invocation_timeout_s - (self._monotonic() - self._started)
+
+    def spendable(self) -> float:
+        """Seconds an external call may take without eating into the finalize budget."""
+        return self.remaining() - self.finalize_budget_s
+
+    def require(self, what: str, margin_s: float = 0.0) -> float:
+        """Raises TIME_BUDGET_EXCEEDED unless `what` may start; returns the spendable seconds."""
+        spendable = self.spendable()
+        if spendable <= margin_s:
+            raise StepFailure(
+                ErrorCode.TIME_BUDGET_EXCEEDED,
+                f"not enough time left to start {what}: remaining={self.remaining():.1f}s "
+                f"finalizeBudget={self.finalize_budget_s:.0f}s",
+            )
+        return spendable
+
+    def cap(self, timeout_s: float) -> float:
+        return max(0.0, min(timeout_s, self.spendable()))

@@ -1,0 +1,214 @@
+"""Drives one invocation: event → flow run → selection → one step's lifecycle machine.
+
+Run-level outcomes (ignored events, invalid flow runs, no-ops) are decided here, before any step
+is touched; step-level work happens only inside the machine of `engine.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from engine import lifecycle
+from engine.budget import TimeBudget
+from engine.clock import utc_now
+from engine.config import WorkerConfig
+from engine.contracts import RUN_ID_RE, FlowRun
+from engine.errors import ErrorCode, FlowRunInvalid, Ignored, NoOp
+from engine.log import EventLogger
+from engine.ports import Ports
+from engine.step_run import StepRun
+from states.ready import select
+
+ACCEPTED_TYPES = frozenset(
+    {
+        "google.cloud.firestore.document.v1.updated",
+        "google.cloud.firestore.document.v1.created",
+        "google.cloud.firestore.document.v1.written",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """The parts of a CloudEvent the worker uses; the document value is only a hint."""
+
+    event_id: str
+    event_type: str
+    subject: str
+    trace: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["noop", "ok", "failed"]
+    reason: str | None = None
+    step_id: str | None = None
+    state: str | None = None
+
+
+class Stranded(Exception):
+    """The step outcome could not be recorded; the step stays RUNNING for recovery."""
+
+
+def run_id_from_subject(subject: str, collection: str) -> str | None:
+    """runId = the segment after the one equal to the collection name (SPEC §1)."""
+    segments = subject.split("/")
+    for index, segment in enumerate(segments[:-1]):
+        if segment == collection:
+            candidate = segments[index + 1]
+            return candidate if RUN_ID_RE.match(candidate) else None
+    return None
+
+
+def parse_flow_run(run_id: str, data: dict[str, Any]) -> FlowRun:
+    """The run-level required subset of SPEC §2; violations are FLOW_RUN_INVALID."""
+    if not isinstance(data.get("steps"), dict):
+        raise FlowRunInvalid("steps must be a map of stepId to step")
+    try:
+        run = msgspec.convert(data, FlowRun)
+    except msgspec.ValidationError as exc:
+        raise FlowRunInvalid(f"flow run does not match the required subset: {exc}") from None
+    unsafe = sorted(
+        step_id for step_id in run.steps if "." in step_id or "/" in step_id or not step_id
+    )
+    if unsafe:
+        raise FlowRunInvalid(f"stepId not storage-safe (contains '.' or '/'): {', '.join(unsafe)}")
+    if run.run_id is not None and run.run_id != run_id:
+        raise FlowRunInvalid("runId field does not match the document id")
+    return run
+
+
+class Worker:
+    """One per instance: holds the wired ports and configuration, handles events one by one."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        ports: Ports,
+        log: EventLogger,
+        now: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.ports = ports
+        self.log = log
+        self.now = now
+        self.monotonic = monotonic
+
+    def handle(self, event: Event, started: float | None = None) -> Outcome:
+        budget = TimeBudget(
+            self.config.invocation_timeout_s,
+            self.config.finalize_budget_s,
+            monotonic=self.monotonic,
+            started=started,
+        )
+        log = self.log.bind(eventId=event.event_id, trace=event.trace)
+        log.info("cloud_event_received", eventType=event.event_type, subject=event.subject)
+        outcome = self._handle(event, budget, log)
+        log_finished(log, outcome)
+        if outcome.state == "STRANDED":
+            raise Stranded(f"step {outcome.step_id} could not be finalized")
+        return outcome
+
+    def _handle(self, event: Event, budget: TimeBudget, log: EventLogger) -> Outcome:
+        if event.event_type not in ACCEPTED_TYPES:
+            return ignored(log, Ignored.EVENT_TYPE_FILTERED)
+        run_id = run_id_from_subject(event.subject, self.config.flow_runs_collection)
+        if run_id is None:
+            return ignored(log, Ignored.INVALID_SUBJECT)
+        log = log.bind(runId=run_id)
+        snapshot = self.ports.store.load(run_id)
+        if snapshot is None:
+            return ignored(log, Ignored.FLOW_RUN_NOT_FOUND)
+        try:
+            flow_run = parse_flow_run(run_id, snapshot.data)
+        except FlowRunInvalid as exc:
+            error = {"code": str(ErrorCode.FLOW_RUN_INVALID), "message": exc.message}
+            written = self.ports.store.set_run_error(run_id, error)
+            log.error("flow_run_invalid", error=error, errorWritten=written)
+            return Outcome("failed", reason=str(ErrorCode.FLOW_RUN_INVALID))
+        log = log.bind(flowKey=flow_run.flow_key, symbol=flow_run.symbol)
+        log.info(
+            "cloud_event_parsed",
+            flowRunFound=True,
+            flowRunStatus=flow_run.status,
+            flowRunSteps=[
+                {
+                    "id": sid,
+                    "stepType": s.step_type,
+                    "status": s.status,
+                    "dependsOn": s.dependencies,
+                }
+                for sid, s in sorted(flow_run.steps.items())
+            ],
+        )
+        selection = select(flow_run)
+        if selection.execute is not None:
+            run = self._step_run(run_id, selection.execute, flow_run, budget, log)
+            run.log.info("ready_step_selected", stepType=run.step.step_type)
+            lifecycle.attach(run, initial="READY")
+            run.trigger("start")
+            return self._outcome(run)
+        for step_id in selection.recover:
+            run = self._step_run(run_id, step_id, flow_run, budget, log)
+            lifecycle.attach(run, initial="RUNNING")
+            run.trigger("recover")
+            if run.state != "RUNNING":  # the artifact guard let it through
+                return self._outcome(run)
+        assert selection.noop is not None
+        return noop(log, selection.noop)
+
+    def _step_run(
+        self, run_id: str, step_id: str, flow_run: FlowRun, budget: TimeBudget, log: EventLogger
+    ) -> StepRun:
+        step = flow_run.steps[step_id]
+        return StepRun(
+            run_id=run_id,
+            step_id=step_id,
+            flow_run=flow_run,
+            ports=self.ports,
+            config=self.config,
+            budget=budget,
+            log=log.bind(stepId=step_id, timeframe=step.timeframe),
+            now=self.now,
+        )
+
+    @staticmethod
+    def _outcome(run: StepRun) -> Outcome:
+        if run.state == "SUCCEEDED":
+            return Outcome("ok", step_id=run.step_id, state=run.state)
+        if run.state == "FAILED":
+            reason = str(run.failure.code) if run.failure else None
+            return Outcome("failed", reason=reason, step_id=run.step_id, state=run.state)
+        if run.state == "UNCHANGED":
+            reason = str(run.noop) if run.noop else (str(run.failure.code) if run.failure else None)
+            status: Literal["noop", "failed"] = "noop" if run.noop else "failed"
+            if status == "noop":
+                run.log.info("cloud_event_noop", reason=reason)
+            return Outcome(status, reason=reason, step_id=run.step_id, state=run.state)
+        return Outcome("failed", reason="stranded", step_id=run.step_id, state=run.state)
+
+
+def ignored(log: EventLogger, reason: Ignored) -> Outcome:
+    log.info("cloud_event_ignored", reason=str(reason))
+    return Outcome("noop", reason=str(reason))
+
+
+def noop(log: EventLogger, reason: NoOp) -> Outcome:
+    log.info("cloud_event_noop", reason=str(reason))
+    return Outcome("noop", reason=str(reason))
+
+
+def log_finished(log: EventLogger, outcome: Outcome) -> None:
+    fields: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
+    if outcome.step_id:
+        fields["stepId"] = outcome.step_id
+    if outcome.state:
+        fields["stepState"] = outcome.state
+    log.emit("cloud_event_finished", "ERROR" if outcome.state == "STRANDED" else "INFO", **fields)

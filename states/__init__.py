@@ -1,0 +1,1 @@
+"""What happens in each state of an LLM_REPORT step; the lifecycle table names these modules."""

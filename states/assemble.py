@@ -1,0 +1,240 @@
+"""RUNNING.assemble: the context the model sees (SPEC §9).
+
+Artifacts are fetched by the worker, never by the model, and each is bounded before it is read
+in full: at most limit + 1 bytes cross the wire, so an oversized input costs nothing to reject.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import msgspec
+
+from engine.contracts import ChartItem, ChartsManifest, Step
+from engine.errors import ErrorCode, StepFailure
+from engine.ports import BlobNotFound, BlobTooLarge
+from engine.step_run import Context, StepRun
+from states.ready import LLM_REPORT
+
+JSON_LIMIT = 65536
+IMAGE_LIMIT = 262144
+
+TASK = (
+    "<task>\n"
+    "Based on the context above, perform the analysis for `symbol`, `timeframe` defined in the"
+    " System Instructions.\n"
+    "Generate the full report in JSON.\n"
+    "</task>"
+)
+
+
+def enter(run: StepRun) -> None:
+    step = run.step
+    inputs = llm_report_inputs(step)
+    ohlcv_uri = output_uri(run, inputs["ohlcvStepId"], "ohlcvStepId", legacy=False)
+    manifest_uri = output_uri(
+        run, inputs["chartsManifestStepId"], "chartsManifestStepId", legacy=True
+    )
+    report_refs = previous_reports(run, inputs)
+    run.log.info(
+        "context_resolve_started",
+        ohlcvGcsUri=ohlcv_uri,
+        chartsManifestGcsUri=manifest_uri,
+        previousReports=len(report_refs),
+    )
+
+    ohlcv = read_json(run, ohlcv_uri, "ohlcv")
+    manifest = decode_manifest(read_json(run, manifest_uri, "charts_manifest"), manifest_uri)
+    charts = [item for item in manifest.items if item.png_gcs_uri]
+    run.log.info("charts_manifest_parsed", items=len(manifest.items), images=len(charts))
+    if not charts:
+        run.log.warning("charts_manifest_no_images", chartsManifestGcsUri=manifest_uri)
+    images = [read_image(run, item) for item in charts]
+    reports = [(label, uri, read_json(run, uri, "previous_report")) for label, uri in report_refs]
+
+    assert run.prompt is not None
+    user_text = (
+        run.prompt.user_prompt
+        + "\n\n"
+        + user_input(timeframe=step.timeframe or "", ohlcv=ohlcv, charts=charts, reports=reports)
+    )
+    run.context = Context(
+        user_text=user_text,
+        images=images,
+        ohlcv_uri=ohlcv_uri,
+        manifest_uri=manifest_uri,
+        report_uris=[uri for _, uri in report_refs],
+    )
+    run.log.info(
+        "user_input_built",
+        textBytes=len(user_text.encode()),
+        images=len(images),
+        previousReports=len(reports),
+    )
+    run.log.info("context_resolve_finished")
+    run.trigger("assembled")
+
+
+def llm_report_inputs(step: Step) -> dict[str, Any]:
+    inputs = step.inputs
+    for key in ("ohlcvStepId", "chartsManifestStepId"):
+        if not isinstance(inputs.get(key), str) or not inputs[key]:
+            raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"inputs.{key} is required")
+    for key in ("previousReportStepIds", "previousReports"):
+        if inputs.get(key) is not None and not isinstance(inputs[key], list):
+            raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"inputs.{key} must be an array")
+    return inputs
+
+
+def output_uri(run: StepRun, step_id: str, field: str, *, legacy: bool) -> str:
+    """The `gs://` output of an upstream step (charts may use the legacy manifest alias)."""
+    source = run.flow_run.steps.get(step_id)
+    if source is None:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"inputs.{field} names unknown step {step_id}"
+        )
+    uri = source.gcs_uri
+    if uri is None and legacy:
+        alias = source.outputs.get("outputsManifestGcsUri")
+        uri = alias if isinstance(alias, str) and alias else None
+    if uri is None or not uri.startswith("gs://"):
+        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"step {step_id} has no outputs.gcs_uri")
+    return uri
+
+
+def previous_reports(run: StepRun, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, uri) of each previous report, in input order; `gcs_uri` wins over `stepId`."""
+    refs: list[tuple[str, str]] = []
+    for step_id in inputs.get("previousReportStepIds") or []:
+        refs.append((str(step_id), report_step_uri(run, step_id)))
+    for index, item in enumerate(inputs.get("previousReports") or []):
+        if not isinstance(item, dict):
+            raise StepFailure(
+                ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}] must be an object"
+            )
+        uri, step_id = item.get("gcs_uri"), item.get("stepId")
+        if isinstance(uri, str) and uri:
+            if not uri.startswith("gs://"):
+                raise StepFailure(
+                    ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}].gcs_uri is not gs://"
+                )
+            refs.append((step_id if isinstance(step_id, str) and step_id else "external", uri))
+        elif isinstance(step_id, str) and step_id:
+            refs.append((step_id, report_step_uri(run, step_id)))
+        else:
+            raise StepFailure(
+                ErrorCode.INVALID_STEP_INPUTS,
+                f"previousReports[{index}] needs stepId or gcs_uri",
+            )
+    return refs
+
+
+def report_step_uri(run: StepRun, step_id: Any) -> str:
+    source = run.flow_run.steps.get(step_id) if isinstance(step_id, str) else None
+    if source is None:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} not found"
+        )
+    if source.step_type != LLM_REPORT:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} is not LLM_REPORT"
+        )
+    if source.gcs_uri is None:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} has no outputs.gcs_uri"
+        )
+    return source.gcs_uri
+
+
+def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
+    run.budget.require(f"gcs read ({kind})")
+    run.log.debug("gcs_read_started", kind=kind, gcsUri=uri)
+    started = time.monotonic()
+    try:
+        data = run.ports.blobs.read(uri, limit)
+    except BlobNotFound:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"{kind} object not found: {uri}"
+        ) from None
+    except BlobTooLarge:
+        event = "chart_image_too_large" if kind == "chart_image" else "context_json_too_large"
+        run.log.warning(event, kind=kind, gcsUri=uri, limitBytes=limit)
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"{kind} exceeds {limit} bytes: {uri}"
+        ) from None
+    run.log.info(
+        "gcs_read_finished",
+        kind=kind,
+        gcsUri=uri,
+        bytes=len(data),
+        durationMs=int((time.monotonic() - started) * 1000),
+    )
+    return data
+
+
+def read_json(run: StepRun, uri: str, kind: str) -> Any:
+    data = read_bounded(run, uri, kind, JSON_LIMIT)
+    try:
+        value = json.loads(data)
+    except ValueError:
+        run.log.warning("context_json_invalid", kind=kind, gcsUri=uri, bytes=len(data))
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"{kind} is not valid JSON: {uri}"
+        ) from None
+    run.log.info("context_json_validated", kind=kind, gcsUri=uri, bytes=len(data))
+    return value
+
+
+def decode_manifest(value: Any, uri: str) -> ChartsManifest:
+    try:
+        return msgspec.convert(value, ChartsManifest)
+    except msgspec.ValidationError:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"charts manifest does not match its schema: {uri}"
+        ) from None
+
+
+def read_image(run: StepRun, item: ChartItem) -> bytes:
+    assert item.png_gcs_uri is not None
+    data = read_bounded(run, item.png_gcs_uri, "chart_image", IMAGE_LIMIT)
+    run.log.info(
+        "chart_image_loaded",
+        gcsUri=item.png_gcs_uri,
+        bytes=len(data),
+        chartTemplateId=item.chart_template_id,
+    )
+    return data
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _block(data_type: str, content: str) -> str:
+    return (
+        "<context>\n"
+        f"  <data_type>{data_type}</data_type>\n"
+        "  <content>\n"
+        f"    {content}\n"
+        "  </content>\n"
+        "</context>"
+    )
+
+
+def user_input(
+    *, timeframe: str, ohlcv: Any, charts: list[ChartItem], reports: list[tuple[str, str, Any]]
+) -> str:
+    """The generated UserInput section, exactly in the layout of SPEC §9."""
+    blocks = [_block(f"{timeframe} OHLCV Candles (JSON)", compact(ohlcv))]
+    if charts:
+        lines = "\n    ".join(
+            ["[Images attached to this message with description]"]
+            + [f"- {item.description}" for item in charts]
+        )
+        blocks.append(_block("Technical Charts (Images)", lines))
+    for label, uri, report in reports:
+        blocks.append(_block(f"Previous Report ({label}, uri: {uri}) (JSON)", compact(report)))
+    blocks.append(TASK)
+    return "\n\n".join(blocks)
