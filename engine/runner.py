@@ -48,6 +48,7 @@ class Event:
 class Outcome:
     status: Literal["noop", "ok", "failed"]
     reason: str | None = None
+    run_id: str | None = None
     step_id: str | None = None
     state: str | None = None
 
@@ -111,7 +112,7 @@ class Worker:
         log = self.log.bind(eventId=event.event_id, trace=event.trace)
         log.info("cloud_event_received", eventType=event.event_type, subject=event.subject)
         outcome = self._handle(event, budget, log)
-        log_finished(log, outcome)
+        log_finished(log.bind(runId=outcome.run_id, stepId=outcome.step_id), outcome)
         if outcome.state == "STRANDED":
             raise Stranded(f"step {outcome.step_id} could not be finalized")
         return outcome
@@ -125,14 +126,14 @@ class Worker:
         log = log.bind(runId=run_id)
         snapshot = self.ports.store.load(run_id)
         if snapshot is None:
-            return ignored(log, Ignored.FLOW_RUN_NOT_FOUND)
+            return ignored(log, Ignored.FLOW_RUN_NOT_FOUND, run_id)
         try:
             flow_run = parse_flow_run(run_id, snapshot.data)
         except FlowRunInvalid as exc:
             error = {"code": str(ErrorCode.FLOW_RUN_INVALID), "message": exc.message}
             written = self.ports.store.set_run_error(run_id, error)
             log.error("flow_run_invalid", error=error, errorWritten=written)
-            return Outcome("failed", reason=str(ErrorCode.FLOW_RUN_INVALID))
+            return Outcome("failed", reason=str(ErrorCode.FLOW_RUN_INVALID), run_id=run_id)
         log = log.bind(flowKey=flow_run.flow_key, symbol=flow_run.symbol)
         log.info(
             "cloud_event_parsed",
@@ -162,7 +163,7 @@ class Worker:
             if run.state != "RUNNING":  # the artifact guard let it through
                 return self._outcome(run)
         assert selection.noop is not None
-        return noop(log, selection.noop)
+        return noop(log, selection.noop, run_id)
 
     def _step_run(
         self, run_id: str, step_id: str, flow_run: FlowRun, budget: TimeBudget, log: EventLogger
@@ -181,28 +182,29 @@ class Worker:
 
     @staticmethod
     def _outcome(run: StepRun) -> Outcome:
+        ids = {"run_id": run.run_id, "step_id": run.step_id, "state": run.state}
         if run.state == "SUCCEEDED":
-            return Outcome("ok", step_id=run.step_id, state=run.state)
+            return Outcome("ok", **ids)
         if run.state == "FAILED":
             reason = str(run.failure.code) if run.failure else None
-            return Outcome("failed", reason=reason, step_id=run.step_id, state=run.state)
+            return Outcome("failed", reason=reason, **ids)
         if run.state == "UNCHANGED":
             reason = str(run.noop) if run.noop else (str(run.failure.code) if run.failure else None)
             status: Literal["noop", "failed"] = "noop" if run.noop else "failed"
             if status == "noop":
                 run.log.info("cloud_event_noop", reason=reason)
-            return Outcome(status, reason=reason, step_id=run.step_id, state=run.state)
-        return Outcome("failed", reason="stranded", step_id=run.step_id, state=run.state)
+            return Outcome(status, reason=reason, **ids)
+        return Outcome("failed", reason="stranded", **ids)
 
 
-def ignored(log: EventLogger, reason: Ignored) -> Outcome:
+def ignored(log: EventLogger, reason: Ignored, run_id: str | None = None) -> Outcome:
     log.info("cloud_event_ignored", reason=str(reason))
-    return Outcome("noop", reason=str(reason))
+    return Outcome("noop", reason=str(reason), run_id=run_id)
 
 
-def noop(log: EventLogger, reason: NoOp) -> Outcome:
+def noop(log: EventLogger, reason: NoOp, run_id: str) -> Outcome:
     log.info("cloud_event_noop", reason=str(reason))
-    return Outcome("noop", reason=str(reason))
+    return Outcome("noop", reason=str(reason), run_id=run_id)
 
 
 def log_finished(log: EventLogger, outcome: Outcome) -> None:

@@ -8,7 +8,7 @@ way: each state reads what earlier states set and adds its own part.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from engine.budget import TimeBudget
@@ -49,8 +49,16 @@ class Invalid:
     text_sha256: str | None
 
 
+class Machined:
+    """What `engine.lifecycle.attach` binds onto its model (annotations only, so the machine
+    finds the names free and binds them)."""
+
+    state: str
+    trigger: Callable[..., bool]
+
+
 @dataclass
-class StepRun:
+class StepRun(Machined):
     run_id: str
     step_id: str
     flow_run: FlowRun
@@ -80,10 +88,6 @@ class StepRun:
     failure: StepFailure | None = None
     noop: NoOp | None = None
     stranded: BaseException | None = None
-
-    # bound by the lifecycle machine
-    state: str = "READY"
-    trigger: Callable[..., bool] = field(default=lambda *_a, **_k: False, repr=False)
 
     @property
     def step(self) -> Step:

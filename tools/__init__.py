@@ -1,0 +1,1 @@
+"""Developer commands: the lifecycle diagram and the end-to-end demo."""
