@@ -28,6 +28,9 @@ def to_event(cloud_event: Any, project: str | None) -> Event:
         event_type=str(attributes.get("type") or ""),
         subject=str(attributes.get("subject") or ""),
         trace=trace_of(attributes.get("traceparent"), project),
+        document=document_name(
+            cloud_event.get_data() if hasattr(cloud_event, "get_data") else None
+        ),
     )
 
 

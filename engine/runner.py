@@ -42,6 +42,7 @@ class Event:
     event_type: str
     subject: str
     trace: str | None = None
+    document: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,12 @@ class Worker:
             started=started,
         )
         log = self.log.bind(eventId=event.event_id, trace=event.trace)
-        log.info("cloud_event_received", eventType=event.event_type, subject=event.subject)
+        log.info(
+            "cloud_event_received",
+            eventType=event.event_type,
+            subject=event.subject,
+            document=event.document,
+        )
         outcome = self._handle(event, budget, log)
         log_finished(log.bind(runId=outcome.run_id, stepId=outcome.step_id), outcome)
         if outcome.state == "STRANDED":

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from engine.contracts import ChartItem, ChartsManifest, Step
+from engine.contracts import ChartItem, ChartsManifest, LLMReportInputs, Step
 from engine.errors import ErrorCode, StepFailure
 from engine.ports import BlobNotFound, BlobTooLarge
 from engine.step_run import Context, StepRun
@@ -33,9 +33,9 @@ TASK = (
 def enter(run: StepRun) -> None:
     step = run.step
     inputs = llm_report_inputs(step)
-    ohlcv_uri = output_uri(run, inputs["ohlcvStepId"], "ohlcvStepId", legacy=False)
+    ohlcv_uri = output_uri(run, inputs.ohlcv_step_id, "ohlcvStepId", legacy=False)
     manifest_uri = output_uri(
-        run, inputs["chartsManifestStepId"], "chartsManifestStepId", legacy=True
+        run, inputs.charts_manifest_step_id, "chartsManifestStepId", legacy=True
     )
     report_refs = previous_reports(run, inputs)
     run.log.info(
@@ -77,15 +77,14 @@ def enter(run: StepRun) -> None:
     run.trigger("assembled")
 
 
-def llm_report_inputs(step: Step) -> dict[str, Any]:
-    inputs = step.inputs
-    for key in ("ohlcvStepId", "chartsManifestStepId"):
-        if not isinstance(inputs.get(key), str) or not inputs[key]:
-            raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"inputs.{key} is required")
-    for key in ("previousReportStepIds", "previousReports"):
-        if inputs.get(key) is not None and not isinstance(inputs[key], list):
-            raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"inputs.{key} must be an array")
-    return inputs
+def llm_report_inputs(step: Step) -> LLMReportInputs:
+    try:
+        return msgspec.convert(step.inputs, LLMReportInputs)
+    except msgspec.ValidationError as exc:
+        message = str(exc).replace("$.", "inputs.").replace("$", "inputs")
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"step inputs invalid: {message}"
+        ) from None
 
 
 def output_uri(run: StepRun, step_id: str, field: str, *, legacy: bool) -> str:
@@ -104,35 +103,27 @@ def output_uri(run: StepRun, step_id: str, field: str, *, legacy: bool) -> str:
     return uri
 
 
-def previous_reports(run: StepRun, inputs: dict[str, Any]) -> list[tuple[str, str]]:
+def previous_reports(run: StepRun, inputs: LLMReportInputs) -> list[tuple[str, str]]:
     """(label, uri) of each previous report, in input order; `gcs_uri` wins over `stepId`."""
-    refs: list[tuple[str, str]] = []
-    for step_id in inputs.get("previousReportStepIds") or []:
-        refs.append((str(step_id), report_step_uri(run, step_id)))
-    for index, item in enumerate(inputs.get("previousReports") or []):
-        if not isinstance(item, dict):
-            raise StepFailure(
-                ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}] must be an object"
-            )
-        uri, step_id = item.get("gcs_uri"), item.get("stepId")
-        if isinstance(uri, str) and uri:
-            if not uri.startswith("gs://"):
+    refs = [(sid, report_step_uri(run, sid)) for sid in inputs.previous_report_step_ids]
+    for index, ref in enumerate(inputs.previous_reports):
+        if ref.gcs_uri:
+            if not ref.gcs_uri.startswith("gs://"):
                 raise StepFailure(
                     ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}].gcs_uri is not gs://"
                 )
-            refs.append((step_id if isinstance(step_id, str) and step_id else "external", uri))
-        elif isinstance(step_id, str) and step_id:
-            refs.append((step_id, report_step_uri(run, step_id)))
+            refs.append((ref.step_id or "external", ref.gcs_uri))
+        elif ref.step_id:
+            refs.append((ref.step_id, report_step_uri(run, ref.step_id)))
         else:
             raise StepFailure(
-                ErrorCode.INVALID_STEP_INPUTS,
-                f"previousReports[{index}] needs stepId or gcs_uri",
+                ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}] needs stepId or gcs_uri"
             )
     return refs
 
 
-def report_step_uri(run: StepRun, step_id: Any) -> str:
-    source = run.flow_run.steps.get(step_id) if isinstance(step_id, str) else None
+def report_step_uri(run: StepRun, step_id: str) -> str:
+    source = run.flow_run.steps.get(step_id)
     if source is None:
         raise StepFailure(
             ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} not found"

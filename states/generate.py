@@ -13,6 +13,8 @@ from engine.errors import ErrorCode, StepFailure
 from engine.ports import LLMCallFailed, LLMRequest
 from engine.step_run import StepRun
 
+# A model call with less than this to spend cannot be expected to finish: not worth starting.
+MIN_CALL_SECONDS = 5.0
 REPAIR_INSTRUCTION = (
     "Your previous answer was rejected. Return only JSON matching the schema; no markdown; "
     "no extra text."
@@ -24,7 +26,7 @@ def enter(run: StepRun) -> None:
     assert run.schema is not None
     attempt = run.attempts + 1
     what = "gemini repair request" if attempt > 1 else "gemini request"
-    run.budget.require(what)
+    run.budget.require(what, margin_s=MIN_CALL_SECONDS)
     timeout = run.budget.cap(run.config.gemini_timeout_s)
     request = LLMRequest(
         model=run.profile.effective_model or "",

@@ -15,9 +15,9 @@ from jsonschema.exceptions import ValidationError
 
 from engine.errors import ErrorCode, StepFailure
 from engine.step_run import Invalid, StepRun
+from states.generate import MIN_CALL_SECONDS
 
 REPAIRABLE = ("missing_text", "json_parse", "schema_validation")
-REPAIR_MARGIN_S = 5.0
 MAX_ERRORS = 10
 
 
@@ -79,7 +79,7 @@ def repair_allowed(run: StepRun) -> bool:
         run.attempts < 2
         and run.invalid is not None
         and run.invalid.kind in REPAIRABLE
-        and run.budget.spendable() > REPAIR_MARGIN_S
+        and run.budget.spendable() > MIN_CALL_SECONDS
     )
 
 

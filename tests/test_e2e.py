@@ -96,6 +96,8 @@ def test_happy_path(world: World, snapshot):
     assert config["responseJsonSchema"] == load("examples/llm_schema.example.json")["jsonSchema"]
     assert config["responseMimeType"] == "application/json"
 
+    [received] = events(world.server, log_mark, "cloud_event_received")
+    assert received["document"].endswith(f"/documents/flow_runs/{scenario.RUN_ID}")
     names = [e["event"] for e in world.server.log_json_lines(since=log_mark)]
     for earlier, later in zip(
         [
