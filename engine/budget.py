@@ -36,10 +36,11 @@ class TimeBudget:
         """Raises TIME_BUDGET_EXCEEDED unless `what` may start; returns the spendable seconds."""
         spendable = self.spendable()
         if spendable <= margin_s:
+            # A stable message: it is stored on the step, so it carries no measured figures.
             raise StepFailure(
                 ErrorCode.TIME_BUDGET_EXCEEDED,
-                f"not enough time left to start {what}: remaining={self.remaining():.1f}s "
-                f"finalizeBudget={self.finalize_budget_s:.0f}s",
+                f"not enough invocation time left to start {what} "
+                f"(finalize budget {self.finalize_budget_s:g}s)",
             )
         return spendable
 

@@ -141,7 +141,7 @@ def report_step_uri(run: StepRun, step_id: str) -> str:
 
 def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
     run.budget.require(f"gcs read ({kind})")
-    run.log.debug("gcs_read_started", kind=kind, gcsUri=uri)
+    run.log.info("gcs_read_started", kind=kind, gcsUri=uri)
     started = time.monotonic()
     try:
         data = run.ports.blobs.read(uri, limit)

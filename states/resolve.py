@@ -34,6 +34,7 @@ def enter(run: StepRun) -> None:
     if not isinstance(llm, dict):
         raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm must be an object")
     run.prompt_id = prompt_id(llm.get("promptId"))
+    run.prompt = fetch_prompt(run, run.prompt_id)
     run.profile_raw, run.profile = profile(llm.get("llmProfile"), run.config.allowed_models)
     assert run.profile.structured_output is not None  # checked by profile()
     run.schema_id = run.profile.structured_output.schema_id
@@ -43,7 +44,6 @@ def enter(run: StepRun) -> None:
             schemaId=run.schema_id,
             schemaSha256=run.profile.structured_output.schema_sha256,
         )
-    run.prompt = fetch_prompt(run, run.prompt_id)
     run.schema, run.schema_sha256 = fetch_schema(run, run.schema_id)
     run.trigger("resolved")
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -15,6 +17,8 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.location import PyTestLocation
 
+from tests import scenario
+from tests.harness.cloudevents import firestore_update_event
 from tests.harness.gemini_stub import GeminiStub
 from tests.harness.services import (
     DEFAULT_PROJECT,
@@ -23,6 +27,7 @@ from tests.harness.services import (
     FirestoreEmulator,
     FunctionServer,
     ServiceMissing,
+    post_event,
 )
 
 PROJECT = DEFAULT_PROJECT
@@ -193,3 +198,44 @@ class RepoJSONSnapshotExtension(JSONSnapshotExtension):
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     return snapshot.use_extension(RepoJSONSnapshotExtension)
+
+
+# --------------------------------------------------------------------------------------
+# A seeded world: services, the function, and the journal of its Firestore writes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> scenario.Journal:
+    return scenario.Journal(tmp_path_factory.mktemp("journal") / "writes.jsonl")
+
+
+@dataclass
+class World:
+    db: Any
+    gcs: Any
+    gemini: GeminiStub
+    server: FunctionServer
+    journal: scenario.Journal
+    start_function: Any
+
+    def deliver(
+        self, doc: dict[str, Any] | None = None, server: FunctionServer | None = None, **event: Any
+    ) -> int:
+        headers, body = firestore_update_event(
+            project=PROJECT, run_id=event.pop("run_id", scenario.RUN_ID), document=doc, **event
+        )
+        return post_event((server or self.server).url, headers, body)
+
+
+@pytest.fixture
+def world(firestore, gcs, gemini, function_server_factory, journal) -> World:
+    env = {"ARTIFACTS_BUCKET": scenario.BUCKET, "WORKER_WRITE_JOURNAL": str(journal.path)}
+    return World(
+        firestore,
+        gcs,
+        gemini,
+        function_server_factory(env),
+        journal,
+        lambda extra: function_server_factory({**env, **extra}),
+    )

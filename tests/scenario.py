@@ -91,7 +91,7 @@ def seed(db: Any, gcs: Any, doc: dict[str, Any] | None = None) -> dict[str, Any]
     db.collection("llm_schemas").document(SCHEMA_ID).set(load("examples/llm_schema.example.json"))
     if not gcs.bucket(BUCKET).exists():
         gcs.create_bucket(BUCKET)
-    steps = doc["steps"]
+    steps = flow_run()["steps"]  # inputs live where the contract vector says, whatever doc says
     upload(gcs, steps[OHLCV_STEP]["outputs"]["gcs_uri"], json.dumps(OHLCV).encode())
     upload(gcs, steps[CHARTS_STEP]["outputs"]["gcs_uri"], json.dumps(manifest()).encode())
     for uri, data in CHART_PNGS.items():

@@ -6,55 +6,16 @@ from __future__ import annotations
 import base64
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import pytest
 
 from tests import scenario
+from tests.conftest import World
 from tests.contracts import load
-from tests.harness.cloudevents import firestore_update_event
-from tests.harness.gemini_stub import GeminiStub, ok
-from tests.harness.services import FunctionServer, post_event
-
-PROJECT = "demo-tda"
-
-
-@pytest.fixture(scope="session")
-def journal(tmp_path_factory: pytest.TempPathFactory) -> scenario.Journal:
-    return scenario.Journal(tmp_path_factory.mktemp("journal") / "writes.jsonl")
-
-
-@dataclass
-class World:
-    db: Any
-    gcs: Any
-    gemini: GeminiStub
-    server: FunctionServer
-    journal: scenario.Journal
-    start_function: Any
-
-    def deliver(
-        self, doc: dict[str, Any] | None = None, server: FunctionServer | None = None, **event: Any
-    ) -> int:
-        headers, body = firestore_update_event(
-            project=PROJECT, run_id=event.pop("run_id", scenario.RUN_ID), document=doc, **event
-        )
-        return post_event((server or self.server).url, headers, body)
-
-
-@pytest.fixture
-def world(firestore, gcs, gemini, function_server_factory, journal) -> World:
-    env = {"ARTIFACTS_BUCKET": scenario.BUCKET, "WORKER_WRITE_JOURNAL": str(journal.path)}
-    return World(
-        firestore,
-        gcs,
-        gemini,
-        function_server_factory(env),
-        journal,
-        lambda extra: function_server_factory({**env, **extra}),
-    )
+from tests.harness.gemini_stub import ok
+from tests.harness.services import FunctionServer
 
 
 def events(server: FunctionServer, mark: Any, name: str) -> list[dict[str, Any]]:
