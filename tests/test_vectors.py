@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from tests import scenario
-from tests.conftest import World
+from tests.conftest import FAKE_GEMINI_API_KEY, World
 from tests.contracts import CONTRACTS, load, text
 from tests.harness.gemini_stub import Reply, error, ok
 
@@ -141,6 +141,26 @@ def assert_matches_contract_patch(final_write: dict[str, Any], name: str, step_i
     assert {k: actual.get(k) for k in expected} == expected
 
 
+def secrets_of(vector: dict[str, Any]) -> list[str]:
+    """What must never reach the logs: prompt texts, model output, the API key (SPEC §13)."""
+    prompt = load("examples/llm_prompt.example.json")
+    found = [prompt["systemInstruction"][:80], prompt["userPrompt"][:80], FAKE_GEMINI_API_KEY]
+    for spec in vector.get("gemini", []):
+        if "status" not in spec:
+            found.append(
+                reply(spec)
+                .body["candidates"][0]
+                .get("content", {"parts": [{"text": ""}]})["parts"][0]["text"]
+            )
+    return [s for s in found if len(s) >= 8]
+
+
+def assert_no_leaks(output: str, vector: dict[str, Any]) -> None:
+    for secret in secrets_of(vector):
+        for form in (secret, json.dumps(secret)[1:-1]):
+            assert form not in output, "a prompt, a model output or the API key reached the logs"
+
+
 @pytest.mark.parametrize("path", vector_files(), ids=lambda p: p.stem)
 def test_vector(path: Path, world: World, snapshot):
     vector = json.loads(path.read_text(encoding="utf-8"))
@@ -192,6 +212,7 @@ def test_vector(path: Path, world: World, snapshot):
         jsonschema.validate(
             json.loads(data), REPORT_SCHEMA, format_checker=jsonschema.FormatChecker()
         )
+    assert_no_leaks(world.server.log_text(since=log_mark), vector)
     names = [
         e["event"]
         for e in world.server.log_json_lines(since=log_mark)

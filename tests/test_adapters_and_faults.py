@@ -1,0 +1,258 @@
+"""Adapters against the real emulators, and faults injected into an in-process worker.
+
+Claims and finalizes are only ever tested against the Firestore emulator, which enforces the
+`update_time` preconditions the worker relies on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud import storage  # type: ignore[attr-defined]
+
+from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+from adapters.gcs import GcsBlobStore
+from engine.config import WorkerConfig
+from engine.errors import StoreUnavailable
+from engine.log import EventLogger
+from engine.ports import BlobTooLarge, LLMRequest, LLMResponse, Ports
+from engine.runner import Event, Stranded, Worker
+from tests import scenario
+
+STEP = scenario.STEP
+
+
+def store(db, journal: list | None = None) -> FirestoreFlowRunStore:
+    return FirestoreFlowRunStore(
+        db,
+        "flow_runs",
+        journal=journal.append if journal is not None else None,
+        sleep=lambda _s: None,
+    )
+
+
+def seed_step(db, status: str) -> Any:
+    doc = scenario.flow_run()
+    doc["steps"][STEP]["status"] = status
+    ref = db.collection("flow_runs").document(scenario.RUN_ID)
+    ref.set(doc)
+    return ref
+
+
+def test_gate_mismatch_writes_nothing_and_reports_the_status(firestore):
+    ref = seed_step(firestore, "SUCCEEDED")
+    before = ref.get().update_time
+    journal: list = []
+    result = store(firestore, journal).update_step(
+        scenario.RUN_ID, STEP, "RUNNING", {"status": "FAILED"}
+    )
+    assert (result.committed, result.observed) == (False, "SUCCEEDED")
+    assert ref.get().update_time == before
+    assert journal == []
+
+
+def test_a_lost_precondition_race_is_retried_on_a_fresh_read(firestore, monkeypatch):
+    ref = seed_step(firestore, "READY")
+    s = store(firestore, [])
+    original = s._read
+    reads = []
+
+    def racing_read(run_id):
+        snapshot = original(run_id)
+        reads.append(snapshot.update_time)
+        if len(reads) == 1:  # someone else writes between our read and our write
+            ref.update({"progress.currentStepId": "other"})
+        return snapshot
+
+    monkeypatch.setattr(s, "_read", racing_read)
+    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"})
+    assert result.committed
+    assert len(reads) == 2
+    assert ref.get().to_dict()["steps"][STEP]["status"] == "RUNNING"
+
+
+def test_the_gate_is_rechecked_after_a_lost_race(firestore, monkeypatch):
+    ref = seed_step(firestore, "READY")
+    s = store(firestore, [])
+    original = s._read
+    calls = []
+
+    def claimed_by_twin(run_id):
+        snapshot = original(run_id)
+        calls.append(1)
+        if len(calls) == 1:
+            ref.update({f"steps.{STEP}.status": "RUNNING"})
+        return snapshot
+
+    monkeypatch.setattr(s, "_read", claimed_by_twin)
+    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING", "x": 1})
+    assert (result.committed, result.observed) == (False, "RUNNING")
+    assert "x" not in ref.get().to_dict()["steps"][STEP]
+
+
+def test_every_attempt_lost_is_a_conflict(firestore, monkeypatch):
+    ref = seed_step(firestore, "READY")
+    s = store(firestore, [])
+    original = s._read
+    counter = iter(range(100))
+
+    def always_raced(run_id):
+        snapshot = original(run_id)
+        ref.update({"progress.tick": next(counter)})
+        return snapshot
+
+    monkeypatch.setattr(s, "_read", always_raced)
+    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"})
+    assert result.conflict
+    assert ref.get().to_dict()["steps"][STEP]["status"] == "READY"
+
+
+def test_an_ambiguous_write_that_landed_counts_as_committed(firestore, monkeypatch):
+    seed_step(firestore, "READY")
+    journal: list = []
+    s = store(firestore, journal)
+    real_ref = s._ref
+
+    class Flaky:
+        def __init__(self, ref):
+            self._ref = ref
+
+        def get(self, **kw):
+            return self._ref.get(**kw)
+
+        def update(self, *args, **kw):
+            self._ref.update(*args, **kw)
+            raise gexc.DeadlineExceeded("reply lost")
+
+    monkeypatch.setattr(s, "_ref", lambda run_id: Flaky(real_ref(run_id)))
+    result = s.update_step(
+        scenario.RUN_ID,
+        STEP,
+        "READY",
+        {"status": "RUNNING", "outputs.execution.timing.startedAt": "2026-01-01T00:00:00.000001Z"},
+    )
+    assert result.committed
+    assert len(journal) == 1
+
+
+def test_run_error_is_written_once(firestore):
+    seed_step(firestore, "READY")
+    journal: list = []
+    s = store(firestore, journal)
+    error = {"code": "FLOW_RUN_INVALID", "message": "m"}
+    assert s.set_run_error(scenario.RUN_ID, error) is True
+    assert s.set_run_error(scenario.RUN_ID, error) is False  # our own write's event: no loop
+    assert len(journal) == 1
+
+
+def test_registry_caches_found_documents_only(firestore):
+    registry = FirestoreRegistry(firestore, "llm_prompts", "llm_schemas")
+    assert registry.prompt("p1") is None
+    firestore.collection("llm_prompts").document("p1").set({"a": 1})
+    assert registry.prompt("p1") == {"a": 1}
+    firestore.collection("llm_prompts").document("p1").set({"a": 2})
+    assert registry.prompt("p1") == {"a": 1}  # immutable by contract: served from the cache
+
+
+def test_bounded_read_fetches_at_most_limit_plus_one_byte(gcs, monkeypatch):
+    gcs.create_bucket("bkt-test")
+    gcs.bucket("bkt-test").blob("big.json").upload_from_string(b"x" * 1_000_000)
+    fetched: list[int] = []
+    original = storage.Blob.download_as_bytes
+
+    def spy(self, *args, **kwargs):
+        data = original(self, *args, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", spy)
+    blobs = GcsBlobStore(gcs)
+    with pytest.raises(BlobTooLarge):
+        blobs.read("gs://bkt-test/big.json", 65536)
+    assert fetched == [65537]
+    gcs.bucket("bkt-test").blob("small.json").upload_from_string(b"{}")
+    assert blobs.read("gs://bkt-test/small.json", 65536) == b"{}"
+
+
+def test_create_only_write_reuses_an_existing_object(gcs):
+    gcs.create_bucket("bkt-test")
+    blobs = GcsBlobStore(gcs)
+    assert blobs.create("gs://bkt-test/r.json", b"first", "application/json") is True
+    assert blobs.create("gs://bkt-test/r.json", b"second", "application/json") is False
+    assert gcs.bucket("bkt-test").blob("r.json").download_as_bytes() == b"first"
+
+
+# --- faults injected into an in-process worker (real Firestore emulator and fake-gcs) ---------
+
+
+class ExplodingLLM:
+    def generate(self, request: LLMRequest, timeout_s: float) -> LLMResponse:
+        raise RuntimeError("secret-looking detail that must not be stored")
+
+
+class GoodLLM:
+    def generate(self, request: LLMRequest, timeout_s: float) -> LLMResponse:
+        return LLMResponse(text=scenario.report_text(), finish_reason="STOP")
+
+
+class FinalizeDown(FirestoreFlowRunStore):
+    def update_step(self, run_id, step_id, expect, patch):
+        if expect == "RUNNING":
+            raise StoreUnavailable(
+                code=__import__("engine.errors").errors.ErrorCode.FIRESTORE_UNAVAILABLE,
+                message="firestore write failed: ServiceUnavailable",
+            )
+        return super().update_step(run_id, step_id, expect, patch)
+
+
+def worker(db, gcs, llm, store_cls=FirestoreFlowRunStore) -> tuple[Worker, io.StringIO]:
+    config = WorkerConfig.from_env({"ARTIFACTS_BUCKET": scenario.BUCKET, "GEMINI_API_KEY": "k"})
+    sink = io.StringIO()
+    ports = Ports(
+        store=store_cls(db, "flow_runs"),
+        registry=FirestoreRegistry(db, "llm_prompts", "llm_schemas"),
+        blobs=GcsBlobStore(gcs),
+        llm=llm,
+    )
+    return Worker(config, ports, EventLogger(env="test", stream=sink)), sink
+
+
+EVENT = Event(
+    "e1", "google.cloud.firestore.document.v1.updated", f"documents/flow_runs/{scenario.RUN_ID}"
+)
+
+
+def test_an_unanticipated_exception_fails_the_step_with_a_sanitized_message(firestore, gcs):
+    scenario.seed(firestore, gcs)
+    w, sink = worker(firestore, gcs, ExplodingLLM())
+    outcome = w.handle(EVENT)
+    step = scenario.step_of(firestore)
+    assert (outcome.state, step["status"]) == ("FAILED", "FAILED")
+    assert step["error"] == {
+        "code": "WORKER_INTERNAL_ERROR",
+        "message": "unexpected RuntimeError in worker",
+    }
+    assert "secret-looking" not in sink.getvalue()
+
+
+def test_a_finalize_that_cannot_be_written_strands_the_step_and_says_so(firestore, gcs):
+    scenario.seed(firestore, gcs)
+    w, sink = worker(firestore, gcs, GoodLLM(), FinalizeDown)
+    with pytest.raises(Stranded):
+        w.handle(EVENT)
+    assert scenario.step_of(firestore)["status"] == "RUNNING"
+    assert scenario.ARTIFACT_URI in scenario.objects(gcs)
+    finished = [json.loads(line) for line in sink.getvalue().splitlines()][-1]
+    assert (finished["event"], finished["severity"], finished["stepState"]) == (
+        "cloud_event_finished",
+        "ERROR",
+        "STRANDED",
+    )
+    # the next delivery adopts the artifact: split-brain recovery
+    w2, _ = worker(firestore, gcs, ExplodingLLM())
+    assert w2.handle(EVENT).state == "SUCCEEDED"
+    assert scenario.step_of(firestore)["outputs"]["execution"]["reused"] is True
