@@ -17,10 +17,9 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.location import PyTestLocation
 
-from tests import scenario
-from tests.harness.cloudevents import firestore_update_event
-from tests.harness.gemini_stub import GeminiStub
-from tests.harness.services import (
+from devstack.cloudevents import firestore_update_event
+from devstack.gemini_stub import GeminiStub
+from devstack.services import (
     DEFAULT_PROJECT,
     REPO_ROOT,
     FakeGcs,
@@ -29,6 +28,7 @@ from tests.harness.services import (
     ServiceMissing,
     post_event,
 )
+from tests import scenario
 
 PROJECT = DEFAULT_PROJECT
 FAKE_GEMINI_API_KEY = "test-key-not-a-secret-0000"

@@ -60,7 +60,7 @@ OHLCV = {
 
 def flow_run() -> dict[str, Any]:
     """The contract's READY vector, with the structured output schema SPEC §7 requires."""
-    doc = copy.deepcopy(load("test_vectors/inputs/flow_run.ready_llm_report.json"))
+    doc: dict[str, Any] = copy.deepcopy(load("test_vectors/inputs/flow_run.ready_llm_report.json"))
     doc["steps"][STEP]["inputs"]["llm"]["llmProfile"]["structuredOutput"] = {
         "schemaId": SCHEMA_ID,
         "kind": "LLM_REPORT_OUTPUT",
@@ -106,8 +106,9 @@ def objects(gcs: Any) -> dict[str, bytes]:
 
 
 def step_of(db: Any, step_id: str = STEP) -> dict[str, Any]:
-    data = db.collection("flow_runs").document(RUN_ID).get().to_dict()
-    return data["steps"][step_id]
+    data: dict[str, Any] = db.collection("flow_runs").document(RUN_ID).get().to_dict()
+    step: dict[str, Any] = data["steps"][step_id]
+    return step
 
 
 class Journal:

@@ -11,11 +11,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from devstack.gemini_stub import ok
+from devstack.services import FunctionServer
 from tests import scenario
 from tests.conftest import World
 from tests.contracts import load
-from tests.harness.gemini_stub import ok
-from tests.harness.services import FunctionServer
 
 
 def events(server: FunctionServer, mark: Any, name: str) -> list[dict[str, Any]]:

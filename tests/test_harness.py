@@ -21,10 +21,10 @@ from google.events.cloud.firestore import DocumentEventData
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from devstack import cloudevents
+from devstack.gemini_stub import EXHAUSTED_REPLY, GeminiStub, Reply, error, ok
+from devstack.services import FunctionServer, ServiceStartError, free_port, post_event
 from tests.conftest import FAKE_GEMINI_API_KEY, PROJECT
-from tests.harness import cloudevents
-from tests.harness.gemini_stub import EXHAUSTED_REPLY, GeminiStub, Reply, error, ok
-from tests.harness.services import FunctionServer, ServiceStartError, free_port, post_event
 
 # A 1x1 transparent PNG: small, but a real image for the inline-data part.
 PNG_1X1 = base64.b64decode(

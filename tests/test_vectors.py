@@ -16,10 +16,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from devstack.gemini_stub import Reply, error, ok
 from tests import scenario
 from tests.conftest import FAKE_GEMINI_API_KEY, World
 from tests.contracts import CONTRACTS, load, text
-from tests.harness.gemini_stub import Reply, error, ok
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 UNSTABLE_EVENTS = {"worker_configured"}

@@ -21,10 +21,10 @@ from google.auth.credentials import AnonymousCredentials
 def main() -> int:
     from google.cloud import firestore, storage  # type: ignore[attr-defined]
 
+    from devstack.cloudevents import firestore_update_event
+    from devstack.gemini_stub import GeminiStub, ok
+    from devstack.services import FakeGcs, FirestoreEmulator, FunctionServer, post_event
     from tests import scenario
-    from tests.harness.cloudevents import firestore_update_event
-    from tests.harness.gemini_stub import GeminiStub, ok
-    from tests.harness.services import FakeGcs, FirestoreEmulator, FunctionServer, post_event
 
     project = "demo-tda"
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
@@ -37,7 +37,7 @@ def main() -> int:
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
         os.environ["STORAGE_EMULATOR_HOST"] = gcs_server.endpoint
         db = firestore.Client(project=project)
-        gcs = storage.Client(project=project, credentials=AnonymousCredentials())
+        gcs = storage.Client(project=project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
         doc = scenario.seed(db, gcs)
         print(f"seeded flow_runs/{scenario.RUN_ID} with READY step {scenario.STEP}")
 

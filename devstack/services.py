@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECT = "demo-tda"
 LOOPBACK = "127.0.0.1"
 
