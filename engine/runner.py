@@ -103,7 +103,9 @@ class Worker:
         self.now = now
         self.monotonic = monotonic
 
-    def handle(self, event: Event, started: float | None = None) -> Outcome:
+    def handle(
+        self, event: Event, started: float | None = None, only_step: str | None = None
+    ) -> Outcome:
         budget = TimeBudget(
             self.config.invocation_timeout_s,
             self.config.finalize_budget_s,
@@ -117,13 +119,15 @@ class Worker:
             subject=event.subject,
             document=event.document,
         )
-        outcome = self._handle(event, budget, log)
+        outcome = self._handle(event, budget, log, only_step)
         log_finished(log.bind(runId=outcome.run_id, stepId=outcome.step_id), outcome)
         if outcome.state == "STRANDED":
             raise Stranded(f"step {outcome.step_id} could not be finalized")
         return outcome
 
-    def _handle(self, event: Event, budget: TimeBudget, log: EventLogger) -> Outcome:
+    def _handle(
+        self, event: Event, budget: TimeBudget, log: EventLogger, only_step: str | None
+    ) -> Outcome:
         if event.event_type not in ACCEPTED_TYPES:
             return ignored(log, Ignored.EVENT_TYPE_FILTERED)
         run_id = run_id_from_subject(event.subject, self.config.flow_runs_collection)
@@ -155,7 +159,7 @@ class Worker:
                 for sid, s in sorted(flow_run.steps.items())
             ],
         )
-        selection = select(flow_run)
+        selection = select(flow_run, only=only_step)
         if selection.execute is not None:
             run = self._step_run(run_id, selection.execute, flow_run, budget, log)
             run.log.info("ready_step_selected", stepType=run.step.step_type)

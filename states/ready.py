@@ -22,14 +22,15 @@ class Selection:
     noop: NoOp | None = None
 
 
-def select(run: FlowRun) -> Selection:
+def select(run: FlowRun, only: str | None = None) -> Selection:
+    """`only` narrows the choice to one step id (run-local's `--step-id`)."""
     if run.status != "RUNNING":
         return Selection(noop=NoOp.RUN_NOT_RUNNING)
     steps = run.steps
     ready = sorted(
         step_id
         for step_id, step in steps.items()
-        if step.step_type == LLM_REPORT and step.status == "READY"
+        if step.step_type == LLM_REPORT and step.status == "READY" and only in (None, step_id)
     )
     for step_id in ready:
         deps = steps[step_id].dependencies
@@ -42,6 +43,6 @@ def select(run: FlowRun) -> Selection:
     running = sorted(
         step_id
         for step_id, step in steps.items()
-        if step.step_type == LLM_REPORT and step.status == "RUNNING"
+        if step.step_type == LLM_REPORT and step.status == "RUNNING" and only in (None, step_id)
     )
     return Selection(recover=running, noop=noop)
