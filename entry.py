@@ -13,7 +13,7 @@ from typing import Any
 import functions_framework
 import msgspec
 
-from engine.config import WorkerConfig
+from engine.config import ConfigError, WorkerConfig
 from engine.log import EventLogger
 from engine.ports import Ports
 from engine.runner import Worker
@@ -44,7 +44,11 @@ def build_worker(environ: dict[str, str] | os._Environ[str] = os.environ) -> Wor
     from adapters.gcs import GcsBlobStore
     from adapters.gemini import GeminiLLM
 
-    config = WorkerConfig.from_env(environ)
+    try:
+        config = WorkerConfig.from_env(environ)
+    except ConfigError as exc:  # the message names the variable, never its value
+        EventLogger(env=environ.get("ENV", "dev")).error("config_invalid", error=str(exc))
+        raise
     db = firestore.Client(project=config.gcp_project, database=config.firestore_database)
     journal_path = environ.get("WORKER_WRITE_JOURNAL")
     ports = Ports(
@@ -74,7 +78,8 @@ def worker() -> Worker:
 def on_flow_run_updated(cloud_event: Any) -> None:
     """Eventarc `google.cloud.firestore.document.v1.updated` on `flow_runs/{runId}`."""
     started = time.monotonic()
-    from adapters.cloudevents import to_event
+    from adapters.cloudevents import request_trace_header, to_event
 
     instance = worker()
-    instance.handle(to_event(cloud_event, instance.config.gcp_project), started=started)
+    event = to_event(cloud_event, instance.config.gcp_project, request_trace_header())
+    instance.handle(event, started=started)

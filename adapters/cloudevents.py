@@ -11,23 +11,35 @@ from typing import Any
 from engine.runner import Event
 
 
-def trace_of(traceparent: Any, project: str | None) -> str | None:
-    """`logging.googleapis.com/trace` from a W3C traceparent, when both are known."""
-    if not isinstance(traceparent, str) or not project:
+def trace_of(header: Any, project: str | None) -> str | None:
+    """`logging.googleapis.com/trace` from a W3C `traceparent` (`00-<trace>-<span>-01`) or an
+    `X-Cloud-Trace-Context` (`<trace>/<span>;o=1`) value, when a project is known."""
+    if not isinstance(header, str) or not project:
         return None
-    parts = traceparent.split("-")
-    if len(parts) >= 2 and len(parts[1]) == 32:
-        return f"projects/{project}/traces/{parts[1]}"
+    parts = header.split("-")
+    trace = parts[1] if len(parts) == 4 else header.split("/", 1)[0]
+    if len(trace) == 32 and all(c in "0123456789abcdefABCDEF" for c in trace):
+        return f"projects/{project}/traces/{trace.lower()}"
     return None
 
 
-def to_event(cloud_event: Any, project: str | None) -> Event:
+def request_trace_header() -> str | None:
+    """The trace header of the HTTP request carrying the event, when serving under Flask."""
+    try:
+        from flask import request
+
+        return request.headers.get("traceparent") or request.headers.get("X-Cloud-Trace-Context")
+    except (ImportError, RuntimeError):  # outside a request context
+        return None
+
+
+def to_event(cloud_event: Any, project: str | None, trace_header: str | None = None) -> Event:
     attributes = cloud_event.get_attributes() if hasattr(cloud_event, "get_attributes") else {}
     return Event(
         event_id=str(attributes.get("id") or ""),
         event_type=str(attributes.get("type") or ""),
         subject=str(attributes.get("subject") or ""),
-        trace=trace_of(attributes.get("traceparent"), project),
+        trace=trace_of(trace_header or attributes.get("traceparent"), project),
         document=document_name(
             cloud_event.get_data() if hasattr(cloud_event, "get_data") else None
         ),

@@ -16,6 +16,7 @@ from typing import IO, Any
 import msgspec
 
 from engine.clock import rfc3339, utc_now
+from engine.events import CATALOG
 
 SERVICE = "worker_llm_client"
 SEVERITIES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
@@ -156,6 +157,13 @@ class EventLogger:
         entry.update(context)
         if trace:
             entry["logging.googleapis.com/trace"] = trace
+        required = CATALOG.get(event)
+        if required is None:
+            entry["uncatalogued"] = True
+        else:
+            missing = [f for f in required if f not in fields and f not in entry]
+            if missing:
+                entry["missingFields"] = missing
         rejected = forbidden_keys(fields)
         if rejected:
             entry["severity"] = "ERROR"

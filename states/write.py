@@ -78,6 +78,7 @@ def enter(run: StepRun) -> None:
     run.log.info(
         "gcs_write_finished",
         gcsUri=uri,
+        status="created" if created else "reused",
         bytes=len(data),
         created=created,
         durationMs=int((time.monotonic() - started) * 1000),

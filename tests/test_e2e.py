@@ -221,3 +221,24 @@ def test_two_ready_steps_execute_the_smaller_id_only(world: World):
     assert scenario.step_of(world.db)["status"] == "SUCCEEDED"
     assert scenario.step_of(world.db, other)["status"] == "READY"
     assert len(world.gemini.requests) == 1
+
+
+def test_logs_carry_the_request_trace(world: World):
+    scenario.seed(world.db, world.gcs)
+    world.gemini.script(ok(scenario.report_text()))
+    from devstack.cloudevents import firestore_update_event
+    from devstack.services import post_event
+
+    headers, body = firestore_update_event(
+        project="demo-tda", run_id=scenario.RUN_ID, document=scenario.flow_run()
+    )
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers["traceparent"] = f"00-{trace_id}-00f067aa0ba902b7-01"
+    log_mark = world.server.mark()
+    assert post_event(world.server.url, headers, body) == 200
+    lines = [
+        e for e in world.server.log_json_lines(since=log_mark) if e["event"] != "worker_configured"
+    ]
+    assert lines and all(
+        e["logging.googleapis.com/trace"] == f"projects/demo-tda/traces/{trace_id}" for e in lines
+    )

@@ -23,7 +23,10 @@ from tests.contracts import CONTRACTS, load, text
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 UNSTABLE_EVENTS = {"worker_configured"}
-REPORT_SCHEMA = load("llm_report_file.schema.json")  # emitted once per process, not per event
+REPORT_SCHEMA = load("llm_report_file.schema.json")
+# Vectors whose snapshot also pins each log entry's severity and field names (SPEC §13).
+LOG_DETAIL = {"contract_succeeded", "output_wrong_type_twice", "gemini_429", "run_invalid_status"}
+VOLATILE = {"time", "eventId"}  # emitted once per process, not per event
 
 
 def vector_files() -> list[Path]:
@@ -212,17 +215,26 @@ def test_vector(path: Path, world: World, snapshot):
         jsonschema.validate(
             json.loads(data), REPORT_SCHEMA, format_checker=jsonschema.FormatChecker()
         )
+    for entry in world.server.log_json_lines(since=log_mark, stream="both"):
+        flags = {"uncatalogued", "missingFields", "payloadRejected"} & set(entry)
+        assert not flags, f"{entry.get('event')}: {flags}"
     assert_no_leaks(world.server.log_text(since=log_mark), vector)
     names = [
         e["event"]
         for e in world.server.log_json_lines(since=log_mark)
         if e.get("event") not in UNSTABLE_EVENTS
     ]
-    recorded = {
+    recorded: dict[str, Any] = {
         "writes": scenario.normalized(writes),
         "events": names,
         "artifacts": {uri: scenario.normalized(json.loads(data)) for uri, data in created.items()},
     }
+    if path.stem in LOG_DETAIL:
+        recorded["log"] = [
+            [e["event"], e["severity"], sorted(set(e) - VOLATILE)]
+            for e in world.server.log_json_lines(since=log_mark)
+            if e.get("event") not in UNSTABLE_EVENTS
+        ]
     assert recorded == snapshot
 
 

@@ -1,0 +1,56 @@
+"""The event catalog covers the spec's catalog and every event the code emits."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from engine.events import CATALOG
+from engine.log import EventLogger
+from tests.contracts import CONTRACTS
+
+SOURCES = ["engine", "states", "adapters", "entry.py"]
+EMIT = re.compile(r"\.(?:info|warning|error|debug|emit)\(\s*\"([a-z_]+)\"", re.S)
+
+
+def emitted_names() -> set[str]:
+    root = CONTRACTS.parent.parent / "main"
+    names: set[str] = set()
+    for source in SOURCES:
+        path = root / source
+        for file in [path] if path.is_file() else path.rglob("*.py"):
+            names |= set(EMIT.findall(file.read_text(encoding="utf-8")))
+    return names
+
+
+def spec_names() -> set[str]:
+    spec = (CONTRACTS.parent / "spec" / "SPEC.md").read_text(encoding="utf-8")
+    section = spec[spec.index("Event catalog") : spec.index("Typical success order")]
+    names: set[str] = set()
+    for token in re.findall(r"`([a-z_/]+)`", section):
+        head, *tails = token.split("/")
+        names.add(head)
+        stem = head.rsplit("_", 1)[0]
+        names.update(f"{stem}_{tail}" for tail in tails)
+    return {n for n in names if "_" in n}
+
+
+def test_every_spec_event_is_catalogued():
+    assert spec_names() - set(CATALOG) == set()
+
+
+def test_every_emitted_event_is_catalogued():
+    names = emitted_names()
+    assert len(names) > 30  # the scan found the code
+    assert names - set(CATALOG) == set()
+
+
+def test_the_logger_flags_uncatalogued_events_and_missing_fields():
+    sink = io.StringIO()
+    log = EventLogger(env="t", stream=sink)
+    log.info("made_up_event")
+    log.info("claim_attempt", claimed=True)
+    first, second = (json.loads(line) for line in sink.getvalue().splitlines())
+    assert first["uncatalogued"] is True
+    assert second["missingFields"] == ["stepId", "reason"]
