@@ -4,6 +4,7 @@ emulator, fake-gcs-server and the real google-genai SDK against the Gemini stub.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,7 +73,7 @@ def test_happy_path(world: World, snapshot):
         "step_completed",
         "cloud_event_finished",
     ]
-    for earlier, later in zip(order, order[1:], strict=False):
+    for earlier, later in itertools.pairwise(order):
         assert names.index(earlier) < names.index(later)
     assert scenario.normalized(world.journal.since(mark)) == snapshot
 
