@@ -74,6 +74,15 @@ def worker() -> Worker:
         return _worker
 
 
+@functions_framework.http
+def recover_stale_steps(request: Any) -> tuple[str, int, dict[str, str]]:
+    """Cloud Scheduler target: stale-step recovery over all RUNNING flow runs."""
+    started = time.monotonic()
+    instance = worker()
+    summary = instance.recover_stale(instance.config.stale_lease_s, started=started)
+    return msgspec.json.encode(summary).decode(), 200, {"Content-Type": "application/json"}
+
+
 @functions_framework.cloud_event
 def on_flow_run_updated(cloud_event: Any) -> None:
     """Eventarc `google.cloud.firestore.document.v1.updated` on `flow_runs/{runId}`."""

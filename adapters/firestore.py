@@ -60,9 +60,15 @@ class FirestoreFlowRunStore:
         return Snapshot(data=doc.to_dict() or {}, update_time=doc.update_time)
 
     def update_step(
-        self, run_id: str, step_id: str, expect: str, patch: dict[str, Any]
+        self,
+        run_id: str,
+        step_id: str,
+        expect: str,
+        patch: dict[str, Any],
+        also: dict[str, Any] | None = None,
     ) -> GuardedWrite:
         paths = {rel: ("steps", step_id, *rel.split(".")) for rel in patch}
+        identity = {rel: ("steps", step_id, *rel.split(".")) for rel in also or {}}
         timeout = CLAIM_TIMEOUT_S if expect == "READY" else FINALIZE_TIMEOUT_S
         uncertain = False
         for attempt in range(ATTEMPTS):
@@ -74,6 +80,8 @@ class FirestoreFlowRunStore:
             status = step.get("status") if isinstance(step, dict) else None
             if status != expect:
                 return GuardedWrite(committed=False, observed=str(status))
+            if also and not _landed(data, identity, also):
+                return GuardedWrite(committed=False, observed=f"{status} (another claim)")
             updates = {FieldPath(*paths[rel]).to_api_repr(): value for rel, value in patch.items()}
             try:
                 self._ref(run_id).update(
@@ -105,6 +113,13 @@ class FirestoreFlowRunStore:
             )
         return GuardedWrite(committed=True)
 
+    def running_runs(self) -> list[tuple[str, JsonObject]]:
+        try:
+            docs = list(_running_query(self._client, self._collection).stream(timeout=60))
+        except gexc.GoogleAPICallError as exc:
+            raise _unavailable("query", exc) from None
+        return [(doc.id, doc.to_dict() or {}) for doc in docs]
+
     def set_run_error(self, run_id: str, error: JsonObject) -> bool:
         """Writes `flow_run.error` once; an identical error already there is left alone, so the
         event our own write triggers does not write again."""
@@ -127,6 +142,12 @@ class FirestoreFlowRunStore:
                 self._journal({"doc": f"{self._collection}/{run_id}", "fields": {"error": error}})
             return True
         return False
+
+
+def _running_query(client: firestore.Client, collection: str) -> Any:
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    return client.collection(collection).where(filter=FieldFilter("status", "==", "RUNNING"))
 
 
 def _unavailable(what: str, exc: Exception) -> StoreUnavailable:

@@ -46,12 +46,23 @@ class MemoryFlowRunStore:
         return Snapshot(data=copy.deepcopy(self.document), update_time=datetime.now(UTC))
 
     def update_step(
-        self, run_id: str, step_id: str, expect: str, patch: dict[str, Any]
+        self,
+        run_id: str,
+        step_id: str,
+        expect: str,
+        patch: dict[str, Any],
+        also: dict[str, Any] | None = None,
     ) -> GuardedWrite:
         step = self.document.get("steps", {}).get(step_id)
         status = step.get("status") if isinstance(step, dict) else None
         if run_id != self.run_id or status != expect:
             return GuardedWrite(committed=False, observed=str(status))
+        for rel, value in (also or {}).items():
+            node: Any = step
+            for key in rel.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            if node != value:
+                return GuardedWrite(committed=False, observed=f"{status} (another claim)")
         assert isinstance(step, dict)
         for rel, value in patch.items():
             node = step
@@ -66,6 +77,11 @@ class MemoryFlowRunStore:
             }
         )
         return GuardedWrite(committed=True)
+
+    def running_runs(self) -> list[tuple[str, JsonObject]]:
+        if self.document.get("status") != "RUNNING":
+            return []
+        return [(self.run_id, copy.deepcopy(self.document))]
 
     def set_run_error(self, run_id: str, error: JsonObject) -> bool:
         if self.document.get("error") == error:

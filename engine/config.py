@@ -43,6 +43,7 @@ class WorkerConfig:
     invocation_timeout_s: float = 780.0
     log_level: str = "INFO"
     env: str = "dev"
+    stale_lease_s: float = 900.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerConfig:
@@ -86,6 +87,12 @@ class WorkerConfig:
                 "FINALIZE_BUDGET_SECONDS must be smaller than INVOCATION_TIMEOUT_SECONDS"
             )
 
+        # A claimed step outlives its invocation only if that invocation died: the lease must
+        # exceed the invocation timeout, or live executions would be failed.
+        lease = seconds("STALE_STEP_LEASE_SECONDS", invocation_timeout + 120.0)
+        if lease <= invocation_timeout:
+            raise ConfigError("STALE_STEP_LEASE_SECONDS must exceed INVOCATION_TIMEOUT_SECONDS")
+
         allowed = tuple(
             model.strip()
             for model in (text("GEMINI_ALLOWED_MODELS") or "").split(",")
@@ -107,6 +114,7 @@ class WorkerConfig:
             invocation_timeout_s=invocation_timeout,
             log_level=log_level,
             env=text("ENV", "dev") or "dev",
+            stale_lease_s=lease,
         )
 
 

@@ -51,4 +51,6 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "structured_output_schema_pinned": ("schemaId", "schemaSha256"),
     "structured_output_schema_sha_mismatch": ("schemaId", "storedSha256", "computedSha256"),
     "log_emit_failed": (),
+    "step_lease_expired": ("stepId", "claimStartedAt", "leaseSeconds"),
+    "stale_scan_finished": ("runsScanned", "stale", "recovered", "expired"),
 }

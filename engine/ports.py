@@ -43,12 +43,22 @@ class FlowRunStore(Protocol):
     def load(self, run_id: str) -> Snapshot | None: ...
 
     def update_step(
-        self, run_id: str, step_id: str, expect: str, patch: dict[str, Any]
+        self,
+        run_id: str,
+        step_id: str,
+        expect: str,
+        patch: dict[str, Any],
+        also: dict[str, Any] | None = None,
     ) -> GuardedWrite:
-        """Applies `patch` (dotted field paths) only while the step status equals `expect`."""
+        """Applies `patch` (dotted field paths relative to the step) only while the step status
+        equals `expect` and every `also` field still holds its value (the claim's identity)."""
         ...
 
     def set_run_error(self, run_id: str, error: JsonObject) -> bool: ...
+
+    def running_runs(self) -> list[tuple[str, JsonObject]]:
+        """Flow runs whose status is RUNNING (for stale-step recovery)."""
+        ...
 
 
 class Registry(Protocol):

@@ -23,7 +23,7 @@ from engine.errors import ErrorCode, FlowRunInvalid, Ignored, NoOp
 from engine.log import EventLogger
 from engine.ports import Ports
 from engine.step_run import StepRun
-from states.ready import select
+from states.ready import LLM_REPORT, select
 
 ACCEPTED_TYPES = frozenset(
     {
@@ -174,6 +174,38 @@ class Worker:
                 return self._outcome(run)
         assert selection.noop is not None
         return noop(log, selection.noop, run_id)
+
+    def recover_stale(self, lease_s: float, started: float | None = None) -> dict[str, int]:
+        """Stale-step recovery: every LLM_REPORT step RUNNING longer than the lease is finalized
+        from its artifact when one exists, otherwise failed STEP_LEASE_EXPIRED."""
+        budget = TimeBudget(
+            self.config.invocation_timeout_s,
+            self.config.finalize_budget_s,
+            monotonic=self.monotonic,
+            started=started,
+        )
+        log = self.log.bind(eventId=f"stale-scan-{self.now().strftime('%Y%m%dT%H%M%S')}")
+        runs = self.ports.store.running_runs()
+        summary = {"runsScanned": len(runs), "stale": 0, "recovered": 0, "expired": 0}
+        for run_id, data in runs:
+            try:
+                flow_run = parse_flow_run(run_id, data)
+            except FlowRunInvalid:
+                continue  # the next event for it records FLOW_RUN_INVALID
+            for step_id, step in sorted(flow_run.steps.items()):
+                if step.step_type != LLM_REPORT or step.status != "RUNNING":
+                    continue
+                run = self._step_run(run_id, step_id, flow_run, budget, log.bind(runId=run_id))
+                run.lease_s = lease_s
+                lifecycle.attach(run, initial="RUNNING")
+                run.trigger("reap")
+                if run.state == "RUNNING":
+                    continue  # within its lease and no artifact: maybe still alive
+                summary["stale"] += 1
+                summary["recovered"] += run.state == "SUCCEEDED"
+                summary["expired"] += run.state == "FAILED"
+        log.info("stale_scan_finished", leaseSeconds=lease_s, **summary)
+        return summary
 
     def _step_run(
         self, run_id: str, step_id: str, flow_run: FlowRun, budget: TimeBudget, log: EventLogger

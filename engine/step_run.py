@@ -70,6 +70,8 @@ class StepRun(Machined):
 
     # set by states, in lifecycle order
     started_at: datetime | None = None
+    claim_token: str | None = None  # the claim's startedAt as stored: which claim we finalize
+    lease_s: float | None = None  # set for stale-step recovery only
     prompt_id: str | None = None
     profile: LLMProfile | None = None
     profile_raw: JsonObject | None = None

@@ -13,18 +13,20 @@ from engine.step_run import StepRun
 
 def enter(run: StepRun) -> None:
     started = run.now()
+    token = rfc3339(started)
     try:
         result = run.ports.store.update_step(
             run.run_id,
             run.step_id,
             expect="READY",
-            patch={"status": "RUNNING", "outputs.execution.timing.startedAt": rfc3339(started)},
+            patch={"status": "RUNNING", "outputs.execution.timing.startedAt": token},
         )
     except StoreUnavailable as exc:
         run.log.error("claim_attempt", claimed=False, reason="firestore_error")
         raise StepFailure(ErrorCode.FIRESTORE_CLAIM_FAILED, exc.message) from None
     if result.committed:
         run.started_at = started
+        run.claim_token = token
         run.log.info("claim_attempt", claimed=True, reason="claimed")
         run.trigger("claimed")
         return

@@ -13,6 +13,7 @@ from engine.errors import NoOp, StoreUnavailable
 from engine.step_run import StepRun
 
 FINAL = ("SUCCEEDED", "FAILED")
+STARTED_AT = "outputs.execution.timing.startedAt"
 
 
 def execution(run: StepRun, finished_iso: str, finished_ms: float) -> dict[str, Any]:
@@ -57,7 +58,8 @@ def patch(run: StepRun) -> dict[str, Any]:
 
 def enter(run: StepRun) -> None:
     try:
-        result = run.ports.store.update_step(run.run_id, run.step_id, "RUNNING", patch(run))
+        also = {STARTED_AT: run.claim_token} if run.claim_token else None
+        result = run.ports.store.update_step(run.run_id, run.step_id, "RUNNING", patch(run), also)
     except StoreUnavailable as exc:
         run.log.error(
             "step_finalize_failed",
@@ -74,7 +76,7 @@ def enter(run: StepRun) -> None:
             run.log.warning("step_failed", error=run.failure.as_error(), attempts=run.attempts)
         run.trigger("finalized")
         return
-    if result.conflict:
+    if result.conflict or str(result.observed).startswith("RUNNING"):
         run.noop = NoOp.FINALIZE_CONFLICT
     elif result.observed in FINAL:
         run.noop = NoOp.ALREADY_FINAL

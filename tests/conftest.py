@@ -120,9 +120,10 @@ def function_server_factory(
         extra_env: Mapping[str, str] | None = None,
         target: str = "on_flow_run_updated",
         source: Path | str | None = None,
+        signature_type: str = "cloudevent",
     ) -> FunctionServer:
         env = {**service_env, **(extra_env or {})}
-        key = (target, str(source), tuple(sorted(env.items())))
+        key = (target, str(source), signature_type, tuple(sorted(env.items())))
         with lock:
             server = servers.get(key)
             if server is not None and server.running:
@@ -130,7 +131,12 @@ def function_server_factory(
             if server is not None:
                 server.stop()
             server = FunctionServer(
-                env=env, target=target, source=source, base_env=_PRISTINE_ENV, log_dir=log_dir
+                env=env,
+                target=target,
+                source=source,
+                signature_type=signature_type,
+                base_env=_PRISTINE_ENV,
+                log_dir=log_dir,
             )
             servers[key] = server
             server.start()

@@ -21,11 +21,34 @@ def main(argv: list[str] | None = None) -> int:
         "record", help="run-local against the real Gemini API, saving responses as cassettes"
     )
     run_local.add_arguments(record_parser)
+    stale = commands.add_parser(
+        "recover-stale",
+        help="finalize or fail LLM_REPORT steps RUNNING longer than the lease (uses the "
+        "configured Firestore and GCS, as the deployed recover_stale_steps function does)",
+    )
+    stale.add_argument(
+        "--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS or 900"
+    )
     diagram = commands.add_parser("diagram", help="write docs/lifecycle.md from the machine table")
     diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
     args = parser.parse_args(argv)
     if args.command in ("run-local", "record"):
         return run_local.run(args, record=args.command == "record")
+    if args.command == "recover-stale":
+        import json
+
+        from engine.config import ConfigError
+
+        try:
+            from entry import build_worker
+
+            instance = build_worker()
+        except ConfigError as exc:
+            print(f"configuration error: {exc}", file=sys.stderr)
+            return 2
+        lease = args.lease_seconds or instance.config.stale_lease_s
+        print(json.dumps(instance.recover_stale(lease)))
+        return 0
     if args.command == "diagram":
         from tools import diagram as diagram_tool
 
