@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -43,6 +43,7 @@ class Event:
     subject: str
     trace: str | None = None
     document: str | None = None
+    value: dict[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ class Worker:
         if run_id is None:
             return ignored(log, Ignored.INVALID_SUBJECT)
         log = log.bind(runId=run_id)
+        hinted = self._nothing_to_do(event, run_id, only_step)
+        if hinted is not None:
+            return noop(log, hinted, run_id, source="event")
         snapshot = self.ports.store.load(run_id)
         if snapshot is None:
             return ignored(log, Ignored.FLOW_RUN_NOT_FOUND, run_id)
@@ -173,7 +177,7 @@ class Worker:
             if run.state != "RUNNING":  # the artifact guard let it through
                 return self._outcome(run)
         assert selection.noop is not None
-        return noop(log, selection.noop, run_id)
+        return noop(log, selection.noop, run_id, source="firestore")
 
     def recover_stale(self, lease_s: float, started: float | None = None) -> dict[str, int]:
         """Stale-step recovery: every LLM_REPORT step RUNNING longer than the lease is finalized
@@ -206,6 +210,26 @@ class Worker:
                 summary["expired"] += run.state == "FAILED"
         log.info("stale_scan_finished", leaseSeconds=lease_s, **summary)
         return summary
+
+    def _nothing_to_do(self, event: Event, run_id: str, only_step: str | None) -> NoOp | None:
+        """The no-op reason when the event's own document value shows nothing to do.
+
+        Safe without reading Firestore: every document version that has work (a READY step
+        whose dependencies succeeded, a RUNNING step to recover, an invalid run to report) is
+        itself delivered at least once, and is never decided from here.
+        """
+        if event.value is None or not (event.document or "").endswith(
+            f"/{self.config.flow_runs_collection}/{run_id}"
+        ):
+            return None
+        try:
+            hinted = parse_flow_run(run_id, event.value)
+        except FlowRunInvalid:
+            return None
+        selection = select(hinted, only=only_step)
+        if selection.execute is None and not selection.recover:
+            return selection.noop
+        return None
 
     def _step_run(
         self, run_id: str, step_id: str, flow_run: FlowRun, budget: TimeBudget, log: EventLogger
@@ -244,8 +268,8 @@ def ignored(log: EventLogger, reason: Ignored, run_id: str | None = None) -> Out
     return Outcome("noop", reason=str(reason), run_id=run_id)
 
 
-def noop(log: EventLogger, reason: NoOp, run_id: str) -> Outcome:
-    log.info("cloud_event_noop", reason=str(reason))
+def noop(log: EventLogger, reason: NoOp, run_id: str, source: str) -> Outcome:
+    log.info("cloud_event_noop", reason=str(reason), source=source)
     return Outcome("noop", reason=str(reason), run_id=run_id)
 
 
