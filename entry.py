@@ -5,17 +5,19 @@ Adapters are wired once per instance, on the first event, from the environment (
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import functions_framework
 import msgspec
 
 from engine.config import ConfigError, WorkerConfig
 from engine.log import EventLogger
-from engine.ports import Ports
+from engine.ports import LLM, BlobStore, FlowRunStore, Ports, Registry
 from engine.runner import Worker
 
 _lock = threading.Lock()
@@ -37,29 +39,64 @@ def _journal(path: str) -> Any:
     return record
 
 
-def build_worker(environ: dict[str, str] | os._Environ[str] = os.environ) -> Worker:
-    from google.cloud import firestore, storage  # type: ignore[attr-defined]
+class _Deferred:
+    """Builds an adapter on first use. Importing and creating the Google clients costs over a
+    second, and most events (no-ops decided from the event's own document) never need them."""
 
-    from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
-    from adapters.gcs import GcsBlobStore
-    from adapters.gemini import GeminiLLM
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._target: Any = None
+        self._lock = threading.Lock()
 
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._target is None:
+                self._target = self._build()
+        return getattr(self._target, name)
+
+
+def build_worker(environ: Mapping[str, str] = os.environ) -> Worker:
     try:
         config = WorkerConfig.from_env(environ)
     except ConfigError as exc:  # the message names the variable, never its value
         EventLogger(env=environ.get("ENV", "dev")).error("config_invalid", error=str(exc))
         raise
-    db = firestore.Client(project=config.gcp_project, database=config.firestore_database)
     journal_path = environ.get("WORKER_WRITE_JOURNAL")
+
+    @functools.cache
+    def db() -> Any:
+        from google.cloud import firestore
+
+        return firestore.Client(project=config.gcp_project, database=config.firestore_database)
+
+    def store() -> Any:
+        from adapters.firestore import FirestoreFlowRunStore
+
+        journal = _journal(journal_path) if journal_path else None
+        return FirestoreFlowRunStore(db(), config.flow_runs_collection, journal=journal)
+
+    def registry() -> Any:
+        from adapters.firestore import FirestoreRegistry
+
+        return FirestoreRegistry(db(), config.prompts_collection, config.schemas_collection)
+
+    def blobs() -> Any:
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        from adapters.gcs import GcsBlobStore
+
+        return GcsBlobStore(storage.Client(project=config.gcp_project))
+
+    def llm() -> Any:
+        from adapters.gemini import GeminiLLM
+
+        return GeminiLLM(config.gemini.api_key)
+
     ports = Ports(
-        store=FirestoreFlowRunStore(
-            db,
-            config.flow_runs_collection,
-            journal=_journal(journal_path) if journal_path else None,
-        ),
-        registry=FirestoreRegistry(db, config.prompts_collection, config.schemas_collection),
-        blobs=GcsBlobStore(storage.Client(project=config.gcp_project)),
-        llm=GeminiLLM(config.gemini.api_key),
+        store=cast(FlowRunStore, _Deferred(store)),
+        registry=cast(Registry, _Deferred(registry)),
+        blobs=cast(BlobStore, _Deferred(blobs)),
+        llm=cast(LLM, _Deferred(llm)),
     )
     log = EventLogger(env=config.env, level=config.log_level)
     log.info("worker_configured", auth={"mode": config.gemini.mode, "keyId": config.gemini.key_id})

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine import lifecycle
 from engine.budget import TimeBudget
 from engine.clock import utc_now
 from engine.config import WorkerConfig
@@ -164,6 +163,8 @@ class Worker:
             ],
         )
         selection = select(flow_run, only=only_step)
+        if selection.execute is not None or selection.recover:
+            from engine import lifecycle  # deferred: the machine is only needed to work a step
         if selection.execute is not None:
             run = self._step_run(run_id, selection.execute, flow_run, budget, log)
             run.log.info("ready_step_selected", stepType=run.step.step_type)
@@ -189,6 +190,8 @@ class Worker:
             started=started,
         )
         log = self.log.bind(eventId=f"stale-scan-{self.now().strftime('%Y%m%dT%H%M%S')}")
+        from engine import lifecycle
+
         runs = self.ports.store.running_runs()
         summary = {"runsScanned": len(runs), "stale": 0, "recovered": 0, "expired": 0}
         for run_id, data in runs:

@@ -29,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     stale.add_argument(
         "--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS or 900"
     )
+    dev = commands.add_parser("dev", help="the local development stack")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
+    from devstack import dev_up
+
+    dev_up.add_arguments(
+        dev_commands.add_parser(
+            "up",
+            help="emulators, Gemini stub, the function and an Eventarc-like bridge, with a demo",
+        )
+    )
     diagram = commands.add_parser("diagram", help="write docs/lifecycle.md from the machine table")
     diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
     args = parser.parse_args(argv)
@@ -49,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         lease = args.lease_seconds or instance.config.stale_lease_s
         print(json.dumps(instance.recover_stale(lease)))
         return 0
+    if args.command == "dev":
+        return dev_up.run(args)
     if args.command == "diagram":
         from tools import diagram as diagram_tool
 
