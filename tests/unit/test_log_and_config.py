@@ -128,3 +128,46 @@ def test_errors_name_the_variable_never_the_value(env, variable):
         WorkerConfig.from_env(env)
     assert variable in str(err.value)
     assert "secret-value-123" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("GCP_PROJECT", "p1", "gcp_project", "p1"),
+        ("GCP_REGION", "europe-west1", "gcp_region", "europe-west1"),
+        ("FIRESTORE_DATABASE", "tda", "firestore_database", "tda"),
+        ("FLOW_RUNS_COLLECTION", "runs", "flow_runs_collection", "runs"),
+        ("LLM_PROMPTS_COLLECTION", "prompts", "prompts_collection", "prompts"),
+        ("LLM_SCHEMAS_COLLECTION", "schemas", "schemas_collection", "schemas"),
+        ("ARTIFACTS_BUCKET", "gs://other/", "artifacts_bucket", "other"),
+        ("ARTIFACTS_PREFIX", "/reports/", "artifacts_prefix", "/reports/"),
+        ("GEMINI_ALLOWED_MODELS", " a , b ,", "allowed_models", ("a", "b")),
+        ("GEMINI_TIMEOUT_SECONDS", "30", "gemini_timeout_s", 30.0),
+        ("FINALIZE_BUDGET_SECONDS", "60", "finalize_budget_s", 60.0),
+        ("INVOCATION_TIMEOUT_SECONDS", "540", "invocation_timeout_s", 540.0),
+        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("ENV", "prod", "env", "prod"),
+        ("STALE_STEP_LEASE_SECONDS", "3600", "stale_lease_s", 3600.0),
+    ],
+)
+def test_every_variable_is_read(variable, value, attribute, expected):
+    assert getattr(WorkerConfig.from_env({**BASE, variable: value}), attribute) == expected
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ARTIFACTS_BUCKET", "gs://bucket/with/path"),
+        ("LLM_PROMPTS_COLLECTION", "a/b"),
+        ("LLM_SCHEMAS_COLLECTION", "a/b"),
+        ("FINALIZE_BUDGET_SECONDS", "-5"),
+        ("INVOCATION_TIMEOUT_SECONDS", "abc"),
+        ("FINALIZE_BUDGET_SECONDS", "900"),  # not below the invocation timeout
+        ("STALE_STEP_LEASE_SECONDS", "60"),  # not above the invocation timeout
+    ],
+)
+def test_invalid_values_are_named_by_variable(variable, value):
+    with pytest.raises(ConfigError) as err:
+        WorkerConfig.from_env({**BASE, variable: value})
+    assert variable in str(err.value)
+    assert value not in str(err.value)
