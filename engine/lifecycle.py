@@ -184,7 +184,11 @@ def _on_exception(event: Any) -> None:
 
 def machine_kwargs(initial: str) -> dict[str, Any]:
     """Everything both the runtime machine and the diagram machine are built from."""
+    from engine.faults import crash_hook
+
+    hook = crash_hook()
     return {
+        **({"before_state_change": [hook]} if hook else {}),
         "states": _state_defs(STATES),
         "transitions": _transition_defs(),
         "initial": initial,
