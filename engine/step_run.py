@@ -95,11 +95,6 @@ class StepRun(Machined):
     def step(self) -> Step:
         return self.flow_run.steps[self.step_id]
 
-    def fail(self, failure: StepFailure) -> None:
-        """Records a catalogued failure and routes the machine to finalize."""
-        self.failure = failure
-        self.trigger("fail")
-
     def on_error(self, error: BaseException | None) -> None:
         """Machine exception hook: every escaped exception becomes a catalogued failure."""
         if error is not None and not isinstance(error, Exception):
