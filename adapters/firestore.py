@@ -9,9 +9,13 @@ time-bounded, full-jitter Retry does not express.
 
 from __future__ import annotations
 
+import copy
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -32,6 +36,16 @@ Journal = Callable[[JsonObject], None]
 
 
 class FirestoreFlowRunStore:
+    """Flow run reads and status-gated step writes.
+
+    The last snapshot seen of each run (read, or produced by our own committed write) is kept,
+    so a write can first be attempted against it without another read: the precondition
+    alone decides, and a lost race falls back to a fresh read. In the common case the claim
+    and the finalize each save a round trip.
+    """
+
+    KNOWN_RUNS = 64
+
     def __init__(
         self,
         client: firestore.Client,
@@ -43,6 +57,20 @@ class FirestoreFlowRunStore:
         self._collection = collection
         self._journal = journal
         self._sleep = sleep
+        self._known: OrderedDict[str, tuple[JsonObject, datetime]] = OrderedDict()
+        self._known_lock = threading.Lock()
+
+    def _remember(self, run_id: str, data: JsonObject, update_time: datetime) -> None:
+        with self._known_lock:
+            self._known[run_id] = (data, update_time)
+            self._known.move_to_end(run_id)
+            while len(self._known) > self.KNOWN_RUNS:
+                self._known.popitem(last=False)
+
+    def _recall(self, run_id: str) -> tuple[JsonObject, datetime] | None:
+        with self._known_lock:
+            known = self._known.pop(run_id, None)  # used once: a lost race must re-read
+        return known
 
     def _ref(self, run_id: str) -> Any:
         return self._client.collection(self._collection).document(run_id)
@@ -57,7 +85,9 @@ class FirestoreFlowRunStore:
         doc = self._read(run_id)
         if not doc.exists:
             return None
-        return Snapshot(data=doc.to_dict() or {}, update_time=doc.update_time)
+        data = doc.to_dict() or {}
+        self._remember(run_id, copy.deepcopy(data), doc.update_time)
+        return Snapshot(data=data, update_time=doc.update_time)
 
     def update_step(
         self,
@@ -72,31 +102,44 @@ class FirestoreFlowRunStore:
         timeout = CLAIM_TIMEOUT_S if expect == "READY" else FINALIZE_TIMEOUT_S
         uncertain = False
         for attempt in range(ATTEMPTS):
-            doc = self._read(run_id)
-            data = (doc.to_dict() or {}) if doc.exists else {}
+            known = None if uncertain else self._recall(run_id)
+            if known is not None:
+                data, update_time = known
+            else:
+                doc = self._read(run_id)
+                if not doc.exists:
+                    return GuardedWrite(committed=False, observed="MISSING")
+                data, update_time = doc.to_dict() or {}, doc.update_time
             if uncertain and _landed(data, paths, patch):
                 return self._committed(run_id, paths, patch)
             step = (data.get("steps") or {}).get(step_id)
             status = step.get("status") if isinstance(step, dict) else None
+            mismatch = status != expect or (also and not _landed(data, identity, also))
+            if mismatch and known is not None:
+                continue  # decided on a remembered copy: confirm on a fresh read
             if status != expect:
                 return GuardedWrite(committed=False, observed=str(status))
-            if also and not _landed(data, identity, also):
+            if mismatch:
                 return GuardedWrite(committed=False, observed=f"{status} (another claim)")
             updates = {FieldPath(*paths[rel]).to_api_repr(): value for rel, value in patch.items()}
             try:
-                self._ref(run_id).update(
+                result = self._ref(run_id).update(
                     updates,
-                    option=self._client.write_option(last_update_time=doc.update_time),
+                    option=self._client.write_option(last_update_time=update_time),
                     timeout=timeout,
                 )
             except LOST_RACE:
                 uncertain = False
+                if known is not None:
+                    continue  # our snapshot was stale, not a race with a twin: re-read now
             except gexc.GoogleAPICallError as exc:
                 # The write may have landed before the error reached us: re-read decides.
                 uncertain = True
                 if attempt == ATTEMPTS - 1:
                     raise _unavailable("write", exc) from None
             else:
+                _apply(data, paths, patch)
+                self._remember(run_id, data, result.update_time)
                 return self._committed(run_id, paths, patch)
             self._sleep(random.uniform(0.1, 0.5))
         return GuardedWrite(committed=False)
@@ -154,6 +197,19 @@ def _unavailable(what: str, exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(
         ErrorCode.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
     )
+
+
+def _apply(data: JsonObject, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]) -> None:
+    """Our committed patch applied to the remembered copy, as Firestore applied it."""
+    for rel, value in patch.items():
+        node = data
+        *parents, leaf = paths[rel]
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[leaf] = copy.deepcopy(value)
 
 
 def _landed(data: JsonObject, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]) -> bool:

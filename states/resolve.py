@@ -159,7 +159,7 @@ def fetch_schema(run: StepRun, schema_id: str) -> tuple[LLMSchema, str]:
         except msgspec.ValidationError:
             problem = "malformed"
         else:
-            problem = schema_problem(schema.json_schema)
+            problem = _checked(canonical_sha256(schema.json_schema), schema.json_schema)
     if problem is not None or schema is None:
         run.log.warning("structured_output_schema_invalid", schemaId=schema_id, reason=problem)
         raise StepFailure(
@@ -175,6 +175,16 @@ def fetch_schema(run: StepRun, schema_id: str) -> tuple[LLMSchema, str]:
             computedSha256=sha,
         )
     return schema, sha
+
+
+_CHECKED: dict[str, str | None] = {}
+
+
+def _checked(sha: str, json_schema: dict[str, Any]) -> str | None:
+    """`schema_problem`, once per schema content: registry schemas are immutable."""
+    if sha not in _CHECKED:
+        _CHECKED[sha] = schema_problem(json_schema)
+    return _CHECKED[sha]
 
 
 def schema_problem(json_schema: dict[str, Any]) -> str | None:

@@ -36,7 +36,7 @@ def enter(run: StepRun) -> None:
         except ValueError:
             run.invalid = rejection("json_parse", "not valid JSON", [], text)
         else:
-            errors = schema_errors(run.schema.json_schema, value)
+            errors = schema_errors(run.schema.json_schema, value, run.schema_sha256)
             if errors:
                 run.invalid = rejection(
                     "schema_validation",
@@ -110,8 +110,18 @@ def rejection(kind: str, message: str, errors: list[dict[str, str]], text: str) 
     )
 
 
-def schema_errors(json_schema: dict[str, Any], value: Any) -> list[ValidationError]:
-    validator = Draft202012Validator(json_schema)
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+
+
+def schema_errors(
+    json_schema: dict[str, Any], value: Any, sha: str | None = None
+) -> list[ValidationError]:
+    """Errors sorted by path; the compiled validator is kept per schema content (immutable)."""
+    validator = _VALIDATORS.get(sha) if sha else None
+    if validator is None:
+        validator = Draft202012Validator(json_schema)
+        if sha:
+            _VALIDATORS[sha] = validator
     return sorted(validator.iter_errors(value), key=lambda e: (_dotted(e), str(e.validator)))
 
 

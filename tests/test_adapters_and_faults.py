@@ -256,3 +256,28 @@ def test_a_finalize_that_cannot_be_written_strands_the_step_and_says_so(firestor
     w2, _ = worker(firestore, gcs, ExplodingLLM())
     assert w2.handle(EVENT).state == "SUCCEEDED"
     assert scenario.step_of(firestore)["outputs"]["execution"]["reused"] is True
+
+
+def test_writes_after_a_load_skip_the_read_while_nothing_changed(firestore, monkeypatch):
+    ref = seed_step(firestore, "READY")
+    s = store(firestore, [])
+    reads = []
+    original = s._read
+    monkeypatch.setattr(s, "_read", lambda run_id: reads.append(1) or original(run_id))
+    assert s.load(scenario.RUN_ID) is not None
+    assert s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"}).committed
+    assert s.update_step(scenario.RUN_ID, STEP, "RUNNING", {"status": "SUCCEEDED"}).committed
+    assert len(reads) == 1  # the load only: each write reused the snapshot the previous made
+    assert ref.get().to_dict()["steps"][STEP]["status"] == "SUCCEEDED"
+
+
+def test_a_remembered_snapshot_gone_stale_falls_back_to_a_read(firestore, monkeypatch):
+    ref = seed_step(firestore, "READY")
+    s = store(firestore, [])
+    s.load(scenario.RUN_ID)
+    ref.update({"progress.currentStepId": "other"})  # someone wrote after our load
+    assert s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"}).committed
+    ref.update({f"steps.{STEP}.status": "FAILED"})  # and now the step is final elsewhere
+    result = s.update_step(scenario.RUN_ID, STEP, "RUNNING", {"status": "SUCCEEDED"})
+    assert (result.committed, result.observed) == (False, "FAILED")
+    assert ref.get().to_dict()["steps"][STEP]["status"] == "FAILED"

@@ -1,0 +1,101 @@
+"""Shared setup: the local services, a seeded world, an in-process worker, statistics."""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.example import load_example, seed
+from devstack.gemini_stub import GeminiStub, ok
+from devstack.services import FakeGcs, FirestoreEmulator
+
+PROJECT = "demo-tda"
+REPORT = '{"summary": {"markdown": "bench"}, "details": {"k": 1}}'
+
+
+@dataclass
+class Stack:
+    firestore: FirestoreEmulator
+    gcs: FakeGcs
+    gemini: GeminiStub
+    logs: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "FIRESTORE_EMULATOR_HOST": self.firestore.host,
+            "STORAGE_EMULATOR_HOST": self.gcs.endpoint,
+            "GOOGLE_GEMINI_BASE_URL": self.gemini.base_url,
+            "GCP_PROJECT": PROJECT,
+            "GEMINI_API_KEY": "bench-key-not-a-secret",
+            "ARTIFACTS_BUCKET": "artifacts-bucket",
+        }
+
+    def clients(self) -> tuple[Any, Any]:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import firestore, storage  # type: ignore[attr-defined]
+
+        os.environ.update(self.env)
+        return (
+            firestore.Client(project=PROJECT),
+            storage.Client(project=PROJECT, credentials=AnonymousCredentials()),  # type: ignore[no-untyped-call]
+        )
+
+    def reset_and_seed(self, flow_run: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
+        self.firestore.reset()
+        self.gcs.reset()
+        db, gcs = self.clients()
+        example = load_example()
+        if flow_run is not None:
+            example = type(example)(example.root, flow_run, example.prompts, example.schemas,
+                                    example.objects)
+        seed(example, db, gcs)
+        return db, gcs, example
+
+
+@contextmanager
+def stack() -> Iterator[Stack]:
+    with ExitStack() as stop, tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        firestore = stop.enter_context(FirestoreEmulator(project=PROJECT, log_dir=logs))
+        gcs = stop.enter_context(FakeGcs(log_dir=logs))
+        gemini = stop.enter_context(GeminiStub())
+        gemini.set_default(ok(REPORT))
+        yield Stack(firestore, gcs, gemini, logs)
+
+
+def in_process_worker(stack: Stack, db: Any, gcs: Any, store_cls: Any = None) -> Any:
+    """The production adapters wired in this process (the Gemini adapter reaches the stub)."""
+    from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+    from adapters.gcs import GcsBlobStore
+    from adapters.gemini import GeminiLLM
+    from engine.config import WorkerConfig
+    from engine.log import EventLogger
+    from engine.ports import Ports
+    from engine.runner import Worker
+
+    config = WorkerConfig.from_env(stack.env)
+    ports = Ports(
+        store=(store_cls or FirestoreFlowRunStore)(db, "flow_runs"),
+        registry=FirestoreRegistry(db, "llm_prompts", "llm_schemas"),
+        blobs=GcsBlobStore(gcs),
+        llm=GeminiLLM(config.gemini.api_key),
+    )
+    return Worker(config, ports, EventLogger(env="bench", stream=io.StringIO()))
+
+
+def summary(label: str, values_ms: list[float]) -> str:
+    values = sorted(values_ms)
+    p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
+    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return (
+        f"{label}: median {statistics.median(values):.1f} ms, p90 {p90:.1f} ms, "
+        f"min {values[0]:.1f} ms, max {values[-1]:.1f} ms, stdev {spread:.1f} ms, n={len(values)}"
+    )
