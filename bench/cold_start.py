@@ -47,15 +47,24 @@ def noop_event() -> tuple[dict[str, str], bytes]:
 def ours(runs: int) -> dict[str, list[float]]:
     headers, body = noop_event()
     attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
-    env = {"ARTIFACTS_BUCKET": "b", "GEMINI_API_KEY": "k", "GCP_PROJECT": "demo-tda",
-           "LOG_LEVEL": "ERROR", "PATH": "/usr/bin:/bin"}
+    env = {
+        "ARTIFACTS_BUCKET": "b",
+        "GEMINI_API_KEY": "k",
+        "GCP_PROJECT": "demo-tda",
+        "LOG_LEVEL": "ERROR",
+        "PATH": "/usr/bin:/bin",
+    }
     result: dict[str, list[float]] = {"framework": [], "import": [], "noop": [], "ours": []}
     with tempfile.NamedTemporaryFile(suffix=".pb") as tmp:
         Path(tmp.name).write_bytes(body)
         for _ in range(runs):
             out = subprocess.run(
                 [sys.executable, "-c", PROBE, tmp.name, json.dumps(attrs)],
-                cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
+                cwd=REPO_ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             probe = json.loads(out.strip().splitlines()[-1])
             for key in ("framework", "import", "noop"):
@@ -66,8 +75,12 @@ def ours(runs: int) -> dict[str, list[float]]:
 
 def whole_process(runs: int) -> list[float]:
     headers, body = noop_event()
-    env = {"ARTIFACTS_BUCKET": "b", "GEMINI_API_KEY": "k", "GCP_PROJECT": "demo-tda",
-           "LOG_LEVEL": "ERROR"}
+    env = {
+        "ARTIFACTS_BUCKET": "b",
+        "GEMINI_API_KEY": "k",
+        "GCP_PROJECT": "demo-tda",
+        "LOG_LEVEL": "ERROR",
+    }
     times = []
     with tempfile.TemporaryDirectory() as logs:
         for _ in range(runs):

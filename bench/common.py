@@ -54,8 +54,9 @@ class Stack:
         db, gcs = self.clients()
         example = load_example()
         if flow_run is not None:
-            example = type(example)(example.root, flow_run, example.prompts, example.schemas,
-                                    example.objects)
+            example = type(example)(
+                example.root, flow_run, example.prompts, example.schemas, example.objects
+            )
         seed(example, db, gcs)
         return db, gcs, example
 
@@ -93,7 +94,7 @@ def in_process_worker(stack: Stack, db: Any, gcs: Any, store_cls: Any = None) ->
 
 def summary(label: str, values_ms: list[float]) -> str:
     values = sorted(values_ms)
-    p90 = values[min(len(values) - 1, int(round(0.9 * (len(values) - 1))))]
+    p90 = values[min(len(values) - 1, round(0.9 * (len(values) - 1)))]
     spread = statistics.pstdev(values) if len(values) > 1 else 0.0
     return (
         f"{label}: median {statistics.median(values):.1f} ms, p90 {p90:.1f} ms, "

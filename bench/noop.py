@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from adapters.cloudevents import decode_body
 from adapters.firestore import FirestoreFlowRunStore
@@ -14,7 +15,7 @@ from engine.runner import Event
 class CountingStore(FirestoreFlowRunStore):
     reads = 0
 
-    def load(self, run_id: str):  # type: ignore[no-untyped-def]
+    def load(self, run_id: str) -> Any:
         type(self).reads += 1
         return super().load(run_id)
 
@@ -27,15 +28,21 @@ def main(events: int = 300) -> None:
         db.collection("flow_runs").document(example.run_id).set(doc)
         worker = in_process_worker(services, db, gcs, CountingStore)
         for label, body_doc in (("decided from the event", doc), ("needing a read", None)):
-            _, body = firestore_update_event(project="demo-tda", run_id=example.run_id,
-                                             document=body_doc)
+            _, body = firestore_update_event(
+                project="demo-tda", run_id=example.run_id, document=body_doc
+            )
             times = []
             CountingStore.reads = 0
             for i in range(events):
                 started = time.perf_counter()
                 name, value = decode_body(body)
-                event = Event(f"e{i}", "google.cloud.firestore.document.v1.updated",
-                              f"documents/flow_runs/{example.run_id}", document=name, value=value)
+                event = Event(
+                    f"e{i}",
+                    "google.cloud.firestore.document.v1.updated",
+                    f"documents/flow_runs/{example.run_id}",
+                    document=name,
+                    value=value,
+                )
                 finished = worker.handle(event)
                 times.append((time.perf_counter() - started) * 1000)
             assert finished is not None and finished.status == "noop"

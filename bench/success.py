@@ -33,8 +33,9 @@ def main(runs: int = 20) -> None:
         db, gcs, example = services.reset_and_seed()
         worker = in_process_worker(services, db, gcs)
         timed = Timed(worker.ports.llm)
-        worker.ports = type(worker.ports)(worker.ports.store, worker.ports.registry,
-                                          worker.ports.blobs, timed)
+        worker.ports = type(worker.ports)(
+            worker.ports.store, worker.ports.registry, worker.ports.blobs, timed
+        )
         for i in range(runs + 2):
             db.collection("flow_runs").document(example.run_id).set(example.flow_run)
             for blob in gcs.list_blobs("artifacts-bucket", prefix=example.run_id):
@@ -42,8 +43,13 @@ def main(runs: int = 20) -> None:
                     blob.delete()
             timed.spent = 0.0
             started = time.perf_counter()
-            outcome = worker.handle(Event(f"s{i}", "google.cloud.firestore.document.v1.updated",
-                                          f"documents/flow_runs/{example.run_id}"))
+            outcome = worker.handle(
+                Event(
+                    f"s{i}",
+                    "google.cloud.firestore.document.v1.updated",
+                    f"documents/flow_runs/{example.run_id}",
+                )
+            )
             total = time.perf_counter() - started
             assert outcome.status == "ok", outcome
             if i >= 2:  # the first runs warm the clients and the SDK
