@@ -18,10 +18,10 @@ EVENT_TYPE="google.cloud.firestore.document.v1.updated"
 RUNTIME_PATHS=("$ENTRY_FILE" engine states adapters)
 
 # Exit codes.
-EXIT_FAILED=1      # a gcloud/uv command failed
-EXIT_USAGE=2       # bad flag, missing or malformed variable
-EXIT_LOCATION=3    # Firestore location and REGION do not line up
-EXIT_NOT_CONFIRMED=4
+SCRIPT_NAME=deploy.sh
+# shellcheck source=deploy/common.sh
+source "$SCRIPT_DIR/common.sh" # EXIT_FAILED=1 a command failed, EXIT_USAGE=2, EXIT_NOT_CONFIRMED=4
+EXIT_LOCATION=3 # Firestore location and REGION do not line up
 
 usage() {
   cat <<'EOF'
@@ -78,34 +78,8 @@ Exit codes: 0 done (or dry run), 1 a command failed, 2 usage or configuration er
 EOF
 }
 
-die() {
-  local code="$1"
-  shift
-  printf 'deploy.sh: error: %s\n' "$*" >&2
-  exit "$code"
-}
-
 warn() {
-  printf 'deploy.sh: warning: %s\n' "$*" >&2
-}
-
-# Quotes one word for display and for eval: plain words stay readable, anything else is put in
-# single quotes. The printed plan is exactly what runs.
-shell_word() {
-  local word="$1"
-  if [[ -n "$word" && "$word" =~ ^[A-Za-z0-9_@%+=:,./{}-]+$ ]]; then
-    printf '%s' "$word"
-  else
-    printf "'%s'" "${word//\'/\'\\\'\'}"
-  fi
-}
-
-command_line() {
-  local out="" word
-  for word in "$@"; do
-    out+="${out:+ }$(shell_word "$word")"
-  done
-  printf '%s' "$out"
+  printf '%s: warning: %s\n' "$SCRIPT_NAME" "$*" >&2
 }
 
 # --- configuration ------------------------------------------------------------------------------
@@ -113,10 +87,6 @@ command_line() {
 DRY_RUN=0
 ASSUME_YES=0
 TRIGGER_LOCATION_FLAG=""
-
-need_value() {
-  [[ $# -ge 2 && -n "$2" ]] || die "$EXIT_USAGE" "flag $1 needs a value"
-}
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -499,16 +469,7 @@ if [[ "$DRY_RUN" -eq 1 ]]; then
   exit 0
 fi
 
-if [[ "$ASSUME_YES" -ne 1 ]]; then
-  if [[ ! -t 0 ]]; then
-    die "$EXIT_NOT_CONFIRMED" "stdin is not a terminal and --yes was not given; nothing was" \
-      "changed. Re-run with --yes to apply the plan above."
-  fi
-  read -r -p "Proceed? [y/N] " answer || answer=""
-  if [[ ! "$answer" =~ ^([yY]|[yY][eE][sS])$ ]]; then
-    die "$EXIT_NOT_CONFIRMED" "not confirmed; nothing was changed"
-  fi
-fi
+ask_to_proceed changed || exit "$EXIT_NOT_CONFIRMED"
 
 for i in "${!PLAN[@]}"; do
   printf '\n[%d/%d] %s\n+ %s\n' "$((i + 1))" "${#PLAN[@]}" "${PLAN_NOTES[$i]}" "${PLAN[$i]}"

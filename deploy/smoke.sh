@@ -4,9 +4,9 @@
 # Run `deploy/smoke.sh --help` for the variables and flags.
 set -euo pipefail
 
-EXIT_FAILED=1
-EXIT_USAGE=2
-EXIT_NOT_CONFIRMED=4
+SCRIPT_NAME=smoke.sh
+# shellcheck source=deploy/common.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -61,38 +61,10 @@ Exit codes: 0 PASS (or dry run), 1 FAIL, 2 usage or configuration error, 4 not c
 EOF
 }
 
-die() {
-  local code="$1"
-  shift
-  printf 'smoke.sh: error: %s\n' "$*" >&2
-  exit "$code"
-}
-
-shell_word() {
-  local word="$1"
-  if [[ -n "$word" && "$word" =~ ^[A-Za-z0-9_@%+=:,./{}-]+$ ]]; then
-    printf '%s' "$word"
-  else
-    printf "'%s'" "${word//\'/\'\\\'\'}"
-  fi
-}
-
-command_line() {
-  local out="" word
-  for word in "$@"; do
-    out+="${out:+ }$(shell_word "$word")"
-  done
-  printf '%s' "$out"
-}
-
 # --- configuration ------------------------------------------------------------------------------
 
 DRY_RUN=0
 ASSUME_YES=0
-
-need_value() {
-  [[ $# -ge 2 && -n "$2" ]] || die "$EXIT_USAGE" "flag $1 needs a value"
-}
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -470,17 +442,9 @@ if [[ "$DRY_RUN" -eq 1 ]]; then
   exit 0
 fi
 
-if [[ "$ASSUME_YES" -ne 1 ]]; then
-  if [[ ! -t 0 ]]; then
-    rm -rf -- "$WORK_DIR"
-    die "$EXIT_NOT_CONFIRMED" "stdin is not a terminal and --yes was not given; nothing was" \
-      "done. Re-run with --yes to run the plan above."
-  fi
-  read -r -p "Proceed? [y/N] " answer || answer=""
-  if [[ ! "$answer" =~ ^([yY]|[yY][eE][sS])$ ]]; then
-    rm -rf -- "$WORK_DIR"
-    die "$EXIT_NOT_CONFIRMED" "not confirmed; nothing was done"
-  fi
+if ! ask_to_proceed "done"; then
+  rm -rf -- "$WORK_DIR"
+  exit "$EXIT_NOT_CONFIRMED"
 fi
 
 # --- execution ----------------------------------------------------------------------------------

