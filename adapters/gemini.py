@@ -74,6 +74,9 @@ def generation_config(request: LLMRequest, timeout_s: float) -> Any:
     thinking = None
     if profile.thinking_config is not None:
         level = profile.thinking_config.thinking_level
+        if isinstance(level, str) and level not in types.ThinkingLevel.__members__:
+            # the SDK's own enum decides; a value it does not know is a profile error
+            raise LLMCallFailed("client", None, "llmProfile.thinkingConfig.thinkingLevel")
         thinking = types.ThinkingConfig(
             include_thoughts=profile.thinking_config.include_thoughts,
             thinking_level=types.ThinkingLevel(level) if isinstance(level, str) else None,

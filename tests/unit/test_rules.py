@@ -215,3 +215,37 @@ def test_budget_refuses_calls_inside_the_finalize_budget():
     assert budget.cap(600) == pytest.approx(460)
     clock[0] = 661
     assert failure_code(budget.require, "gemini") is ErrorCode.TIME_BUDGET_EXCEEDED
+
+
+def test_an_unknown_thinking_level_is_a_profile_error_not_a_crash():
+    from adapters.gemini import generation_config
+    from engine.ports import LLMCallFailed, LLMRequest
+    from states.generate import fault_failure
+
+    _, parsed = profile({**GOOD_PROFILE, "thinkingConfig": {"thinkingLevel": "EXTREME"}}, ())
+    request = LLMRequest(
+        model="m",
+        system_instruction="s",
+        user_text="u",
+        images=[],
+        profile=parsed,
+        response_json_schema={},
+    )
+    with pytest.raises(LLMCallFailed) as err:
+        generation_config(request, 10)
+    assert fault_failure(err.value).code is ErrorCode.LLM_PROFILE_INVALID
+    _, known = profile({**GOOD_PROFILE, "thinkingConfig": {"thinkingLevel": "LOW"}}, ())
+    assert (
+        generation_config(
+            LLMRequest(
+                model="m",
+                system_instruction="s",
+                user_text="u",
+                images=[],
+                profile=known,
+                response_json_schema={},
+            ),
+            10,
+        ).thinking_config.thinking_level.name
+        == "LOW"
+    )
