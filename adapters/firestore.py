@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
@@ -30,6 +31,21 @@ READ_TIMEOUT_S = 10.0
 CLAIM_TIMEOUT_S = 10.0
 FINALIZE_TIMEOUT_S = 15.0
 ATTEMPTS = 4
+SCAN_TIMEOUT_S = 60.0
+
+
+def bounded(total_s: float) -> gretry.Retry:
+    """The client's transient-error retry, capped at the spec's timeout for the whole call
+    (the default keeps retrying for minutes while Firestore is down)."""
+    return gretry.Retry(
+        predicate=gretry.if_transient_error,
+        initial=0.1,
+        maximum=2.0,
+        multiplier=2.0,
+        timeout=total_s,
+    )
+
+
 LOST_RACE = (gexc.FailedPrecondition, gexc.Aborted, gexc.Conflict)
 
 Journal = Callable[[JsonObject], None]
@@ -77,7 +93,7 @@ class FirestoreFlowRunStore:
 
     def _read(self, run_id: str) -> Any:
         try:
-            return self._ref(run_id).get(timeout=READ_TIMEOUT_S)
+            return self._ref(run_id).get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
         except gexc.GoogleAPICallError as exc:
             raise _unavailable("read", exc) from None
 
@@ -126,10 +142,13 @@ class FirestoreFlowRunStore:
                 result = self._ref(run_id).update(
                     updates,
                     option=self._client.write_option(last_update_time=update_time),
+                    retry=bounded(timeout),
                     timeout=timeout,
                 )
             except LOST_RACE:
-                uncertain = False
+                # Lost to a twin, or our own write landed and its retried commit then failed
+                # the precondition: the re-read tells (our patch carries a unique timestamp).
+                uncertain = True
                 if known is not None:
                     continue  # our snapshot was stale, not a race with a twin: re-read now
             except gexc.GoogleAPICallError as exc:
@@ -158,7 +177,11 @@ class FirestoreFlowRunStore:
 
     def running_runs(self) -> list[tuple[str, JsonObject]]:
         try:
-            docs = list(_running_query(self._client, self._collection).stream(timeout=60))
+            docs = list(
+                _running_query(self._client, self._collection).stream(
+                    retry=bounded(SCAN_TIMEOUT_S), timeout=SCAN_TIMEOUT_S
+                )
+            )
         except gexc.GoogleAPICallError as exc:
             raise _unavailable("query", exc) from None
         return [(doc.id, doc.to_dict() or {}) for doc in docs]
@@ -174,6 +197,7 @@ class FirestoreFlowRunStore:
                 self._ref(run_id).update(
                     {"error": error},
                     option=self._client.write_option(last_update_time=doc.update_time),
+                    retry=bounded(FINALIZE_TIMEOUT_S),
                     timeout=FINALIZE_TIMEOUT_S,
                 )
             except LOST_RACE:
@@ -240,7 +264,11 @@ class FirestoreRegistry:
         if key in self._cache:
             return self._cache[key]
         try:
-            doc = self._client.collection(collection).document(doc_id).get(timeout=READ_TIMEOUT_S)
+            doc = (
+                self._client.collection(collection)
+                .document(doc_id)
+                .get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
+            )
         except gexc.GoogleAPICallError as exc:
             raise _unavailable("read", exc) from None
         if not doc.exists:
