@@ -94,7 +94,7 @@ class FirestoreFlowRunStore:
     def _read(self, run_id: str) -> Any:
         try:
             return self._ref(run_id).get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             raise _unavailable("read", exc) from None
 
     def load(self, run_id: str) -> Snapshot | None:
@@ -151,7 +151,7 @@ class FirestoreFlowRunStore:
                 uncertain = True
                 if known is not None:
                     continue  # our snapshot was stale, not a race with a twin: re-read now
-            except gexc.GoogleAPICallError as exc:
+            except gexc.GoogleAPIError as exc:
                 # The write may have landed before the error reached us: re-read decides.
                 uncertain = True
                 if attempt == ATTEMPTS - 1:
@@ -182,7 +182,7 @@ class FirestoreFlowRunStore:
                     retry=bounded(SCAN_TIMEOUT_S), timeout=SCAN_TIMEOUT_S
                 )
             )
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             raise _unavailable("query", exc) from None
         return [(doc.id, doc.to_dict() or {}) for doc in docs]
 
@@ -203,7 +203,7 @@ class FirestoreFlowRunStore:
             except LOST_RACE:
                 self._sleep(random.uniform(0.1, 0.5))
                 continue
-            except gexc.GoogleAPICallError as exc:
+            except gexc.GoogleAPIError as exc:
                 raise _unavailable("write", exc) from None
             if self._journal is not None:
                 self._journal({"doc": f"{self._collection}/{run_id}", "fields": {"error": error}})
@@ -269,7 +269,7 @@ class FirestoreRegistry:
                 .document(doc_id)
                 .get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
             )
-        except gexc.GoogleAPICallError as exc:
+        except gexc.GoogleAPIError as exc:
             raise _unavailable("read", exc) from None
         if not doc.exists:
             return None

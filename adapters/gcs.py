@@ -38,7 +38,7 @@ class GcsBlobStore:
             raise BlobNotFound(uri) from None
         except gexc.RequestRangeNotSatisfiable:
             return b""  # an empty object has no byte 0
-        except (gexc.GoogleAPICallError, OSError) as exc:
+        except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
                 ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
             ) from None
@@ -49,7 +49,7 @@ class GcsBlobStore:
     def exists(self, uri: str) -> bool:
         try:
             return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S))
-        except (gexc.GoogleAPICallError, OSError) as exc:
+        except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
                 ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
             ) from None
@@ -63,7 +63,7 @@ class GcsBlobStore:
             )
         except gexc.PreconditionFailed:
             return False
-        except (gexc.GoogleAPICallError, OSError) as exc:
+        except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
                 ErrorCode.GCS_WRITE_FAILED, f"gcs write failed: {type(exc).__name__}"
             ) from None
