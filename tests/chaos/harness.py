@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -580,9 +581,7 @@ def storage_client(endpoint: str) -> storage.Client:
 
 
 @contextlib.contextmanager
-def _env(name: str, value: str) -> Any:
-    import os
-
+def _env(name: str, value: str) -> Iterator[None]:
     previous = os.environ.get(name)
     os.environ[name] = value
     try:
