@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from engine.errors import ErrorCode, StoreUnavailable
 from engine.ports import BlobNotFound, BlobTooLarge
 
 READ_TIMEOUT_S = 20.0
 UPLOAD_TIMEOUT_S = 60.0
+# The library's transient-error retry, capped at the spec's timeout for the whole call (its
+# default deadline is 120 s). Retrying the create-only upload is safe: a 412 means it landed.
+READ_RETRY = DEFAULT_RETRY.with_timeout(READ_TIMEOUT_S)
+UPLOAD_RETRY = DEFAULT_RETRY.with_timeout(UPLOAD_TIMEOUT_S)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -33,7 +38,9 @@ class GcsBlobStore:
         """Ranged read of bytes 0..limit: one byte past the limit proves the object too large."""
         blob = self._blob(uri)
         try:
-            data: bytes = blob.download_as_bytes(start=0, end=limit, timeout=READ_TIMEOUT_S)
+            data: bytes = blob.download_as_bytes(
+                start=0, end=limit, timeout=READ_TIMEOUT_S, retry=READ_RETRY
+            )
         except gexc.NotFound:
             raise BlobNotFound(uri) from None
         except gexc.RequestRangeNotSatisfiable:
@@ -48,7 +55,7 @@ class GcsBlobStore:
 
     def exists(self, uri: str) -> bool:
         try:
-            return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S))
+            return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S, retry=READ_RETRY))
         except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
                 ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
@@ -59,7 +66,11 @@ class GcsBlobStore:
         earlier attempt (ours or a twin's) already wrote this deterministic object."""
         try:
             self._blob(uri).upload_from_string(
-                data, content_type=content_type, if_generation_match=0, timeout=UPLOAD_TIMEOUT_S
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                timeout=UPLOAD_TIMEOUT_S,
+                retry=UPLOAD_RETRY,
             )
         except gexc.PreconditionFailed:
             return False
