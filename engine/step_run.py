@@ -101,6 +101,10 @@ class StepRun(Machined):
             raise error  # KeyboardInterrupt, SystemExit: never swallowed
         if self.state == "RUNNING_finalize":
             self.stranded = error
+            if not isinstance(error, StoreUnavailable):  # that one is logged by finalize itself
+                self.log.error(
+                    "worker_exception", state=self.state, exceptionType=type(error).__name__
+                )
             self.trigger("fail")
             return
         if isinstance(error, StoreUnavailable):

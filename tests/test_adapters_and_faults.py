@@ -314,3 +314,21 @@ def test_a_landed_write_whose_retry_lost_the_precondition_counts_as_committed(
     )
     assert result.committed
     assert len(journal) == 1
+
+
+class FinalizeExplodes(FirestoreFlowRunStore):
+    def update_step(self, run_id, step_id, expect, patch, also=None):
+        if expect == "RUNNING":
+            raise RuntimeError("bug in finalize")
+        return super().update_step(run_id, step_id, expect, patch, also)
+
+
+def test_an_unexpected_finalize_exception_strands_the_step_and_is_logged(firestore, gcs):
+    scenario.seed(firestore, gcs)
+    w, sink = worker(firestore, gcs, GoodLLM(), FinalizeExplodes)
+    with pytest.raises(Stranded):
+        w.handle(EVENT)
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    [logged] = [e for e in lines if e["event"] == "worker_exception"]
+    assert (logged["state"], logged["exceptionType"]) == ("RUNNING_finalize", "RuntimeError")
+    assert scenario.step_of(firestore)["status"] == "RUNNING"

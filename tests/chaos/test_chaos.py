@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from adapters.gcs import UPLOAD_TIMEOUT_S
 from devstack.bridge import EventBridge
 from devstack.gemini_stub import Reply, error, ok
 from devstack.services import FunctionServer, LogMark
@@ -864,6 +866,63 @@ def test_firestore_down_through_the_finalize_strands_then_recovers(
             answered=answer,
             redelivered=",".join(map(str, redelivered)),
             finalize_failure_logged=int(finalize_logged),
+            seconds=f"{time.monotonic() - started:.1f}",
+        ),
+    )
+    assert not violations, verdict(violations)
+
+
+@pytest.mark.skipif(
+    os.environ.get("CHAOS_SLOW") != "1",
+    reason="opt-in (CHAOS_SLOW=1): waits out the 60 s upload timeout, a minute of CI time",
+)
+def test_storage_down_through_the_write_fails_the_step_in_time(
+    outages, outage_server, gemini, pool, capsys
+):
+    """Storage gone for good during the write: GCS_WRITE_FAILED (retryable), and within the
+    spec's 60 s upload timeout (not the library's 120 s retry deadline), so the finalize
+    keeps its budget."""
+    started = time.monotonic()
+    server = outage_server
+    (run,) = make_runs("gd", 1)
+    seed_registries(outages.db)
+    seed_objects(outages.storage, [run])
+    seed_runs(outages.db, [run])
+    marker = "chaos storage long outage reply"
+    deliveries = Deliveries(timeout=300)
+    mark = server.mark()
+    future = begin(pool, deliveries, server, gemini, run, report_reply(marker, 1))
+    outages.kill_gcs()
+    try:
+        wait_for(
+            lambda: logged(server, mark, run, "gcs_write_started"),
+            30,
+            lambda: "the artifact write never started",
+        )
+        write_started = time.monotonic()
+        answer = future.result(timeout=300)
+        write_seconds = time.monotonic() - write_started
+    finally:
+        outages.start_gcs([run])
+
+    settled = settle_and_audit("storage_down", outages, server, gemini, [run], {"reply": marker})
+    violations = settled.violations
+    if ended(settled.steps[run.run_id]) != ("FAILED", "GCS_WRITE_FAILED"):
+        violations.append(f"ended {ended(settled.steps[run.run_id])}")
+    if write_seconds > UPLOAD_TIMEOUT_S + 10:
+        violations.append(f"the write took {write_seconds:.0f}s (upload timeout 60 s)")
+
+    show(
+        capsys,
+        figures(
+            "storage_down_through_write",
+            runs=1,
+            deliveries=deliveries.total + settled.replays,
+            crashes=0,
+            faults=1,
+            violations=len(violations),
+            answered=answer,
+            write_seconds=f"{write_seconds:.1f}",
             seconds=f"{time.monotonic() - started:.1f}",
         ),
     )
