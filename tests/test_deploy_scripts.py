@@ -285,7 +285,7 @@ def test_deploy_says_when_the_function_already_exists(fakes: Fakes) -> None:
 
 
 def test_deploy_never_prints_a_key_found_in_the_shell(fakes: Fakes) -> None:
-    leaked = "AIzaSy-test-value-that-must-not-be-printed"
+    leaked = "fake-gemini-key-test-value-that-must-not-be-printed"
     result = fakes.run(DEPLOY, "--dry-run", env={**DEPLOY_ENV, "GEMINI_API_KEY": leaked})
     assert result.returncode == 0, result.stderr
     assert leaked not in result.stdout + result.stderr
