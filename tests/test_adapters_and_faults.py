@@ -111,13 +111,26 @@ def test_every_attempt_lost_is_a_conflict(firestore, monkeypatch):
     assert ref.get().to_dict()["steps"][STEP]["status"] == "READY"
 
 
-def test_an_ambiguous_write_that_landed_counts_as_committed(firestore, monkeypatch):
+@pytest.mark.parametrize(
+    "after_landing",
+    [
+        gexc.DeadlineExceeded("reply lost"),
+        # the client retried a commit that had landed: the retry fails the precondition
+        gexc.FailedPrecondition("retried commit saw a newer update_time"),
+    ],
+    ids=["reply_lost", "retry_lost_the_precondition"],
+)
+def test_a_write_that_landed_before_an_error_counts_as_committed(
+    firestore, monkeypatch, after_landing
+):
+    """Our patch is in the document though the call failed: the re-read finds it (the claim's
+    startedAt makes it unique), so the claim is ours and journalled once."""
     seed_step(firestore, "READY")
     journal: list = []
     s = store(firestore, journal)
     real_ref = s._ref
 
-    class Flaky:
+    class LandsThenRaises:
         def __init__(self, ref):
             self._ref = ref
 
@@ -126,9 +139,9 @@ def test_an_ambiguous_write_that_landed_counts_as_committed(firestore, monkeypat
 
         def update(self, *args, **kw):
             self._ref.update(*args, **kw)
-            raise gexc.DeadlineExceeded("reply lost")
+            raise after_landing
 
-    monkeypatch.setattr(s, "_ref", lambda run_id: Flaky(real_ref(run_id)))
+    monkeypatch.setattr(s, "_ref", lambda run_id: LandsThenRaises(real_ref(run_id)))
     result = s.update_step(
         scenario.RUN_ID,
         STEP,
@@ -281,39 +294,6 @@ def test_a_remembered_snapshot_gone_stale_falls_back_to_a_read(firestore, monkey
     result = s.update_step(scenario.RUN_ID, STEP, "RUNNING", {"status": "SUCCEEDED"})
     assert (result.committed, result.observed) == (False, "FAILED")
     assert ref.get().to_dict()["steps"][STEP]["status"] == "FAILED"
-
-
-def test_a_landed_write_whose_retry_lost_the_precondition_counts_as_committed(
-    firestore, monkeypatch
-):
-    """The client retried a commit that had already landed: the retry fails the precondition,
-    yet the claim is ours — the re-read finds our exact patch."""
-    seed_step(firestore, "READY")
-    journal: list = []
-    s = store(firestore, journal)
-    real_ref = s._ref
-
-    class LandedThenPrecondition:
-        def __init__(self, ref):
-            self._ref = ref
-
-        def get(self, **kw):
-            return self._ref.get(**kw)
-
-        def update(self, *args, **kw):
-            self._ref.update(*args, **kw)
-            raise gexc.FailedPrecondition("retried commit saw a newer update_time")
-
-    monkeypatch.setattr(s, "_ref", lambda run_id: LandedThenPrecondition(real_ref(run_id)))
-    token = "2026-01-01T00:00:00.123456Z"
-    result = s.update_step(
-        scenario.RUN_ID,
-        STEP,
-        "READY",
-        {"status": "RUNNING", "outputs.execution.timing.startedAt": token},
-    )
-    assert result.committed
-    assert len(journal) == 1
 
 
 class FinalizeExplodes(FirestoreFlowRunStore):
