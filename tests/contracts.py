@@ -1,4 +1,4 @@
-"""Paths to the shared contracts (`../shared/contracts`), which the tests read as-is."""
+"""Paths to the contracts copied into the repository (`contracts/`), which the tests read as-is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CONTRACTS = REPO.parent / "shared" / "contracts"
+CONTRACTS = REPO / "contracts"
 
 
 def load(relative: str) -> Any:
