@@ -54,7 +54,7 @@ def wait_terminal(db, bridge: EventBridge, timeout: float = 30.0) -> dict[str, A
     deadline = time.monotonic() + timeout
     while True:
         snap = ref.get()
-        step = snap.to_dict()["steps"][STEP]
+        step: dict[str, Any] = snap.to_dict()["steps"][STEP]
         if step["status"] in TERMINAL:
             break
         assert time.monotonic() < deadline, f"step still {step['status']} after {timeout}s"

@@ -8,21 +8,12 @@ from typing import Any
 import pytest
 
 from adapters.cloudevents import decode_body
-from adapters.firestore import FirestoreFlowRunStore
 from devstack.cloudevents import decode_document_fields, firestore_update_event
 from engine.runner import Event
 from tests import scenario
-from tests.test_adapters_and_faults import ExplodingLLM, worker
+from tests.fakes import CountingStore, ExplodingLLM, worker
 
 PROJECT = "demo-tda"
-
-
-class CountingStore(FirestoreFlowRunStore):
-    loads = 0
-
-    def load(self, run_id: str):
-        type(self).loads += 1
-        return super().load(run_id)
 
 
 def event_for(doc: dict[str, Any] | None, run_id: str = scenario.RUN_ID) -> Event:
@@ -41,6 +32,7 @@ def test_body_decodes_to_the_same_document_the_client_would_read():
     doc = scenario.flow_run()
     _, body = firestore_update_event(project=PROJECT, run_id=scenario.RUN_ID, document=doc)
     name, value = decode_body(body)
+    assert name is not None and value is not None
     assert name.endswith(f"/documents/flow_runs/{scenario.RUN_ID}")
     assert value["steps"] == decode_document_fields(body)["steps"] == doc["steps"]
     assert decode_body(b"\x00garbage") == (None, None)

@@ -164,8 +164,10 @@ def test_gemini_stub_round_trip_with_real_sdk(gemini, genai_client):
     response = _generate(genai_client)
 
     assert response.text == '{"verdict": "buy"}'
+    assert response.candidates is not None
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
     usage = response.usage_metadata
+    assert usage is not None and usage.prompt_tokens_details is not None
     assert (usage.prompt_token_count, usage.candidates_token_count) == (287, 59)
     assert usage.total_token_count == 346
     assert [(d.modality, d.token_count) for d in usage.prompt_tokens_details] == [
@@ -198,7 +200,7 @@ def test_gemini_stub_429_raises_client_error(gemini, genai_client):
         _generate(genai_client)
     assert caught.value.code == 429
     assert caught.value.status == "RESOURCE_EXHAUSTED"
-    assert "Quota exceeded" in caught.value.message
+    assert "Quota exceeded" in (caught.value.message or "")
     assert len(gemini.requests) == 1  # attempts=1: no SDK retry
 
 
@@ -235,7 +237,7 @@ def test_gemini_stub_exhausted_script_and_default(gemini, genai_client):
     with pytest.raises(genai_errors.ServerError) as caught:
         _generate(genai_client)
     assert caught.value.code == 500
-    assert "script exhausted" in caught.value.message
+    assert "script exhausted" in (caught.value.message or "")
 
     gemini.set_default(ok("fallback"))
     assert _generate(genai_client).text == "fallback"

@@ -9,7 +9,7 @@ import requests
 
 from tests import scenario
 from tests.contracts import CONTRACTS
-from tests.test_adapters_and_faults import ExplodingLLM, worker
+from tests.fakes import ExplodingLLM, worker
 
 LEASE = 900.0
 

@@ -9,6 +9,7 @@ Vector file format: see `tests/vectors/README.md`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -89,10 +90,12 @@ def reply(spec: dict[str, Any]) -> Reply:
     made = ok(
         body_text, finish_reason=spec.get("finishReason", "STOP"), delay=spec.get("delay", 0.0)
     )
+    body = dict(made.body)
     for key in spec.get("omit", []):
-        made.body.pop(key, None)
+        body.pop(key, None)
     if spec.get("noContent"):
-        made.body["candidates"][0].pop("content")
+        body["candidates"][0].pop("content")
+    made = dataclasses.replace(made, body=body)
     return made
 
 

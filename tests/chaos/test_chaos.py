@@ -313,8 +313,9 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
         state = target[run.run_id]
         if per_run[run.run_id] != EXPECTED_CALLS[state]:
             violations.append(f"{state}: {per_run[run.run_id]} Gemini calls")
-        if first[run.run_id] is not None and first[run.run_id] < 500:
-            violations.append(f"{state}: the crashed delivery answered {first[run.run_id]}")
+        answered = first[run.run_id]
+        if answered is not None and answered < 500:
+            violations.append(f"{state}: the crashed delivery answered {answered}")
         step, _ = final[run.run_id]
         code = ((step or {}).get("error") or {}).get("code")
         if state in KILLED_BEFORE_WRITE and code != "STEP_LEASE_EXPIRED":
@@ -618,7 +619,8 @@ def outages(tmp_path_factory) -> Iterator[Outages]:
 def outage_server(outages, function_server_factory) -> FunctionServer:
     """An instance bound to the restartable services; model calls may take 30 s here."""
     env = {**BASE_ENV, "INSTANCE": "chaos-outage", "GEMINI_TIMEOUT_SECONDS": "30"}
-    return function_server_factory({**env, **outages.env})
+    server: FunctionServer = function_server_factory({**env, **outages.env})
+    return server
 
 
 @pytest.fixture
@@ -628,7 +630,12 @@ def pool() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
 
 
 def begin(
-    pool, deliveries: Deliveries, server: FunctionServer, gemini, run: ChaosRun, reply: Reply
+    pool: concurrent.futures.ThreadPoolExecutor,
+    deliveries: Deliveries,
+    server: FunctionServer,
+    gemini,
+    run: ChaosRun,
+    reply: Reply,
 ) -> concurrent.futures.Future[int | None]:
     """Delivers the run's event in the background; returns once its model call is under way."""
     gemini.script(reply)

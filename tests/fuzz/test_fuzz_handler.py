@@ -20,7 +20,7 @@ from devstack.cloudevents import firestore_update_event
 from engine.errors import ErrorCode, Ignored, NoOp
 from engine.ports import LLMCallFailed, LLMRequest, LLMResponse
 from tests import scenario
-from tests.test_adapters_and_faults import worker
+from tests.fakes import worker
 
 CATALOGUED = {str(c) for c in ErrorCode} | {str(n) for n in NoOp} | {str(i) for i in Ignored}
 FUZZ = settings(

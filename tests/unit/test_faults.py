@@ -18,6 +18,7 @@ def test_hook_fires_once_per_marker(tmp_path, monkeypatch):
     hook = crash_hook(
         {"WORKER_TEST_CRASH_AT": "RUNNING_write", "WORKER_TEST_CRASH_ONCE_DIR": str(tmp_path)}
     )
+    assert hook is not None
     model = SimpleNamespace(run_id="r", step_id="s")
     hook(SimpleNamespace(transition=SimpleNamespace(dest="RUNNING_generate"), model=model))
     assert kills == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,11 @@ REQUIRED = (
 )
 
 
-def emit(**fields) -> dict:
+def emit(**fields) -> dict[str, Any]:
     sink = io.StringIO()
     EventLogger(env="test", stream=sink).bind(eventId="e1", runId="r1").info("probe", **fields)
-    return json.loads(sink.getvalue())
+    entry: dict[str, Any] = json.loads(sink.getvalue())
+    return entry
 
 
 def test_every_entry_carries_the_required_fields():

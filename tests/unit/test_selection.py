@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 
@@ -15,8 +16,9 @@ RUN_ID = "20251224-120000_BTCUSDT_a1b2c"
 LLM = "llm_report_1M_month_summary_v1"
 
 
-def vector() -> dict:
-    return copy.deepcopy(load("test_vectors/inputs/flow_run.ready_llm_report.json"))
+def vector() -> dict[str, Any]:
+    doc: dict[str, Any] = copy.deepcopy(load("test_vectors/inputs/flow_run.ready_llm_report.json"))
+    return doc
 
 
 def test_ready_step_with_succeeded_dependencies_is_selected():
