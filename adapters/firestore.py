@@ -24,13 +24,15 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from engine.contracts import JsonObject
-from engine.errors import ErrorCode, StoreUnavailable
-from engine.ports import GuardedWrite, Snapshot
+from engine.errors import ErrorCode, StoreUnavailable, WriteOutcomeUnknown
+from engine.ports import ABSENT, GuardedWrite, Snapshot
 
 READ_TIMEOUT_S = 10.0
 CLAIM_TIMEOUT_S = 10.0
 FINALIZE_TIMEOUT_S = 15.0
 ATTEMPTS = 4
+PAUSE_MIN_S = 0.1  # jittered pause between attempts (SPEC §4: 100 to 500 ms)
+PAUSE_MAX_S = 0.5
 SCAN_TIMEOUT_S = 60.0
 
 
@@ -68,11 +70,17 @@ class FirestoreFlowRunStore:
         collection: str,
         journal: Journal | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        claim_timeout_s: float = CLAIM_TIMEOUT_S,
+        finalize_timeout_s: float = FINALIZE_TIMEOUT_S,
     ) -> None:
         self._client = client
         self._collection = collection
         self._journal = journal
         self._sleep = sleep
+        self._clock = clock
+        self._claim_timeout = claim_timeout_s
+        self._finalize_timeout = finalize_timeout_s
         self._known: OrderedDict[str, tuple[JsonObject, datetime]] = OrderedDict()
         self._known_lock = threading.Lock()
 
@@ -91,9 +99,10 @@ class FirestoreFlowRunStore:
     def _ref(self, run_id: str) -> Any:
         return self._client.collection(self._collection).document(run_id)
 
-    def _read(self, run_id: str) -> Any:
+    def _read(self, run_id: str, timeout: float = READ_TIMEOUT_S) -> Any:
+        timeout = max(0.1, min(READ_TIMEOUT_S, timeout))
         try:
-            return self._ref(run_id).get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
+            return self._ref(run_id).get(retry=bounded(timeout), timeout=timeout)
         except gexc.GoogleAPIError as exc:
             raise _unavailable("read", exc) from None
 
@@ -113,16 +122,39 @@ class FirestoreFlowRunStore:
         patch: dict[str, Any],
         also: dict[str, Any] | None = None,
     ) -> GuardedWrite:
+        """Read, gate, preconditioned write; retried on lost races, all within the call's
+        timeout (claim 10 s, finalize 15 s).
+
+        A write that erred may still have landed. From then on only a re-read decides: it finds
+        our patch (committed), another status or claim (lost), or the document as we left it
+        (not landed: the write may be tried again). When the re-reads themselves keep failing
+        until the timeout, the outcome is unknown and `WriteOutcomeUnknown` says so — it is
+        never reported as "not written" (COMMON.md §3).
+        """
         paths = {rel: ("steps", step_id, *rel.split(".")) for rel in patch}
         identity = {rel: ("steps", step_id, *rel.split(".")) for rel in also or {}}
-        timeout = CLAIM_TIMEOUT_S if expect == "READY" else FINALIZE_TIMEOUT_S
-        uncertain = False
-        for attempt in range(ATTEMPTS):
+        timeout = self._claim_timeout if expect == "READY" else self._finalize_timeout
+        deadline = self._clock() + timeout
+        uncertain = False  # a write of ours erred: it may have landed unseen
+        erred = True  # no lost race explains a give-up (cleared when one does)
+        writes = 0
+        while True:
             known = None if uncertain else self._recall(run_id)
             if known is not None:
                 data, update_time = known
             else:
-                doc = self._read(run_id)
+                try:
+                    doc = self._read(run_id, self._remaining(deadline))
+                except StoreUnavailable:
+                    if not uncertain:
+                        raise  # nothing of ours was sent: a plain fault
+                    if self._remaining(deadline) <= PAUSE_MAX_S:
+                        raise WriteOutcomeUnknown(
+                            ErrorCode.FIRESTORE_UNAVAILABLE,
+                            "firestore write outcome unknown: re-reads failed",
+                        ) from None
+                    self._pause()
+                    continue
                 if not doc.exists:
                     return GuardedWrite(committed=False, observed="MISSING")
                 data, update_time = doc.to_dict() or {}, doc.update_time
@@ -137,31 +169,39 @@ class FirestoreFlowRunStore:
                 return GuardedWrite(committed=False, observed=str(status))
             if mismatch:
                 return GuardedWrite(committed=False, observed=f"{status} (another claim)")
+            # Proven not landed (or never sent): uncertainty is over until the next write.
+            uncertain = False
+            if writes == ATTEMPTS or self._remaining(deadline) <= 0:
+                return GuardedWrite(committed=False, failed=erred)
+            writes += 1
             updates = {FieldPath(*paths[rel]).to_api_repr(): value for rel, value in patch.items()}
+            call_timeout = max(0.1, min(timeout, self._remaining(deadline)))
             try:
                 result = self._ref(run_id).update(
                     updates,
                     option=self._client.write_option(last_update_time=update_time),
-                    retry=bounded(timeout),
-                    timeout=timeout,
+                    retry=bounded(call_timeout),
+                    timeout=call_timeout,
                 )
             except LOST_RACE:
                 # Lost to a twin, or our own write landed and its retried commit then failed
                 # the precondition: the re-read tells (our patch carries a unique timestamp).
-                uncertain = True
+                uncertain, erred = True, False
                 if known is not None:
                     continue  # our snapshot was stale, not a race with a twin: re-read now
-            except gexc.GoogleAPIError as exc:
-                # The write may have landed before the error reached us: re-read decides.
-                uncertain = True
-                if attempt == ATTEMPTS - 1:
-                    raise _unavailable("write", exc) from None
+            except gexc.GoogleAPIError:
+                uncertain, erred = True, True
             else:
                 _apply(data, paths, patch)
                 self._remember(run_id, data, result.update_time)
                 return self._committed(run_id, paths, patch)
-            self._sleep(random.uniform(0.1, 0.5))
-        return GuardedWrite(committed=False)
+            self._pause()
+
+    def _remaining(self, deadline: float) -> float:
+        return deadline - self._clock()
+
+    def _pause(self) -> None:
+        self._sleep(random.uniform(PAUSE_MIN_S, PAUSE_MAX_S))
 
     def _committed(
         self, run_id: str, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]
@@ -201,7 +241,7 @@ class FirestoreFlowRunStore:
                     timeout=FINALIZE_TIMEOUT_S,
                 )
             except LOST_RACE:
-                self._sleep(random.uniform(0.1, 0.5))
+                self._pause()
                 continue
             except gexc.GoogleAPIError as exc:
                 raise _unavailable("write", exc) from None
@@ -237,14 +277,19 @@ def _apply(data: JsonObject, paths: dict[str, tuple[str, ...]], patch: dict[str,
 
 
 def _landed(data: JsonObject, paths: dict[str, tuple[str, ...]], patch: dict[str, Any]) -> bool:
-    """True when every patched field already holds our value (our ambiguous write went in)."""
+    """True when every patched field already holds our value (our ambiguous write went in);
+    `ABSENT` holds where the field is missing."""
     for rel, value in patch.items():
         node: Any = data
         for segment in paths[rel]:
             if not isinstance(node, dict) or segment not in node:
-                return False
+                node = ABSENT
+                break
             node = node[segment]
-        if node != value:
+        if node is ABSENT or value is ABSENT:
+            if node is not value:
+                return False
+        elif node != value:
             return False
     return True
 

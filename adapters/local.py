@@ -20,6 +20,7 @@ import msgspec
 
 from engine.contracts import JsonObject, to_builtins
 from engine.ports import (
+    ABSENT,
     LLM,
     BlobNotFound,
     BlobTooLarge,
@@ -60,7 +61,7 @@ class MemoryFlowRunStore:
         for rel, value in (also or {}).items():
             node: Any = step
             for key in rel.split("."):
-                node = node.get(key) if isinstance(node, dict) else None
+                node = node.get(key, ABSENT) if isinstance(node, dict) else ABSENT
             if node != value:
                 return GuardedWrite(committed=False, observed=f"{status} (another claim)")
         assert isinstance(step, dict)

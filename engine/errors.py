@@ -117,6 +117,11 @@ class StoreUnavailable(Exception):
         return StepFailure(self.code, self.message)
 
 
+class WriteOutcomeUnknown(StoreUnavailable):
+    """A write that may or may not have landed: the client saw an error and every re-read
+    within the call's timeout failed too. Never to be taken for "not written" (COMMON.md §3)."""
+
+
 def internal_error(exc: BaseException) -> StepFailure:
     """Turns an exception nothing anticipated into a sanitized failure: its type only."""
     return StepFailure(

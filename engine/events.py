@@ -45,6 +45,9 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "config_invalid": ("error",),
     "flow_run_invalid": ("error", "errorWritten"),
     "worker_exception": ("state", "exceptionType"),
+    "probe_failed": ("stepId", "exceptionType"),
+    "claim_outcome_unknown": ("stepId", "claimStartedAt"),
+    "stale_scan_run_failed": ("runId", "exceptionType"),
     "step_recovered_from_artifact": ("stepId", "gcsUri"),
     "finalize_skipped": ("stepId", "reason"),
     "step_finalize_failed": ("stepId", "reason"),
@@ -52,5 +55,5 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "structured_output_schema_sha_mismatch": ("schemaId", "storedSha256", "computedSha256"),
     "log_emit_failed": (),
     "step_lease_expired": ("stepId", "claimStartedAt", "leaseSeconds"),
-    "stale_scan_finished": ("runsScanned", "stale", "recovered", "expired"),
+    "stale_scan_finished": ("runsScanned", "stale", "recovered", "expired", "probeFailed"),
 }

@@ -7,7 +7,8 @@ dotted path; each names the one place where that state's behaviour lives (`state
 A state's `on_enter` does its work through the ports and ends by firing the next trigger;
 the machine is queued, so that trigger runs after the current transition completes. Any
 exception escaping a callback fires `fail`, which routes to `finalize` — a claimed step never
-stays RUNNING because of an error in our code.
+stays RUNNING because of an error in our code — and every state has a `fail` way out: a probe
+of a step another invocation owns ends UNCHANGED, a failed finalize ends STRANDED.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("adopted", "RUNNING_recover", "RUNNING_finalize"),
     Edge("fail", _WORKING, "RUNNING_finalize"),
     Edge("fail", "RUNNING_claim", "UNCHANGED"),
+    # Probing a step another invocation owns: a failed artifact lookup leaves it untouched.
+    Edge("fail", "RUNNING", "UNCHANGED"),
     Edge("fail", "RUNNING_finalize", "STRANDED"),
     Edge("finalized", "RUNNING_finalize", "SUCCEEDED", conditions=("states.finalize.succeeded",)),
     Edge("finalized", "RUNNING_finalize", "FAILED"),

@@ -15,6 +15,24 @@ from msgspec import Struct
 from engine.contracts import JsonObject, LLMProfile
 
 
+class _Absent:
+    """The value of a field that is not in the document: a claim identity can be "no
+    startedAt at all", and a write gated on it must fail once any startedAt appears."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A document as read, with the update time that preconditions the next write."""
@@ -28,15 +46,17 @@ class GuardedWrite:
     """Outcome of a read → status gate → preconditioned write cycle.
 
     `committed` is True when our patch landed. Otherwise `observed` is the step status that
-    failed the gate, or None when every attempt lost a precondition race (`conflict`).
+    failed the gate, or None when no attempt landed: every one lost a precondition race
+    (`conflict`), or the last one erred and a re-read proved it had not landed (`failed`).
     """
 
     committed: bool
     observed: str | None = None
+    failed: bool = False
 
     @property
     def conflict(self) -> bool:
-        return not self.committed and self.observed is None
+        return not self.committed and self.observed is None and not self.failed
 
 
 class FlowRunStore(Protocol):

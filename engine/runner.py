@@ -171,12 +171,18 @@ class Worker:
             lifecycle.attach(run, initial="READY")
             run.trigger("start")
             return self._outcome(run)
+        probe_failed: str | None = None
         for step_id in selection.recover:
             run = self._step_run(run_id, step_id, flow_run, budget, log)
             lifecycle.attach(run, initial="RUNNING")
             run.trigger("recover")
+            if run.probe_failed:  # logged once; the next RUNNING step is still probed
+                probe_failed = probe_failed or step_id
+                continue
             if run.state != "RUNNING":  # the artifact guard let it through
                 return self._outcome(run)
+        if probe_failed is not None:
+            return Outcome("failed", reason="probe_failed", run_id=run_id, step_id=probe_failed)
         assert selection.noop is not None
         return noop(log, selection.noop, run_id, source="firestore")
 
@@ -190,29 +196,53 @@ class Worker:
             started=started,
         )
         log = self.log.bind(eventId=f"stale-scan-{self.now().strftime('%Y%m%dT%H%M%S')}")
-        from engine import lifecycle
-
         runs = self.ports.store.running_runs()
-        summary = {"runsScanned": len(runs), "stale": 0, "recovered": 0, "expired": 0}
+        summary = {
+            "runsScanned": len(runs),
+            "stale": 0,
+            "recovered": 0,
+            "expired": 0,
+            "probeFailed": 0,
+        }
         for run_id, data in runs:
+            # Each run on its own: one foreign or broken document never stops the scan.
             try:
-                flow_run = parse_flow_run(run_id, data)
-            except FlowRunInvalid:
-                continue  # the next event for it records FLOW_RUN_INVALID
-            for step_id, step in sorted(flow_run.steps.items()):
-                if step.step_type != LLM_REPORT or step.status != "RUNNING":
-                    continue
-                run = self._step_run(run_id, step_id, flow_run, budget, log.bind(runId=run_id))
-                run.lease_s = lease_s
-                lifecycle.attach(run, initial="RUNNING")
-                run.trigger("reap")
-                if run.state == "RUNNING":
-                    continue  # within its lease and no artifact: maybe still alive
-                summary["stale"] += 1
-                summary["recovered"] += run.state == "SUCCEEDED"
-                summary["expired"] += run.state == "FAILED"
+                self._reap_run(run_id, data, lease_s, budget, log.bind(runId=run_id), summary)
+            except Exception as exc:
+                log.error("stale_scan_run_failed", runId=run_id, exceptionType=type(exc).__name__)
         log.info("stale_scan_finished", leaseSeconds=lease_s, **summary)
         return summary
+
+    def _reap_run(
+        self,
+        run_id: str,
+        data: dict[str, Any],
+        lease_s: float,
+        budget: TimeBudget,
+        log: EventLogger,
+        summary: dict[str, int],
+    ) -> None:
+        from engine import lifecycle
+
+        try:
+            flow_run = parse_flow_run(run_id, data)
+        except FlowRunInvalid:
+            return  # the next event for it records FLOW_RUN_INVALID
+        for step_id, step in sorted(flow_run.steps.items()):
+            if step.step_type != LLM_REPORT or step.status != "RUNNING":
+                continue
+            run = self._step_run(run_id, step_id, flow_run, budget, log)
+            run.lease_s = lease_s
+            lifecycle.attach(run, initial="RUNNING")
+            run.trigger("reap")
+            if run.probe_failed:
+                summary["probeFailed"] += 1
+                continue
+            if run.state == "RUNNING":
+                continue  # within its lease and no artifact: maybe still alive
+            summary["stale"] += 1
+            summary["recovered"] += run.state == "SUCCEEDED"
+            summary["expired"] += run.state == "FAILED"
 
     def _nothing_to_do(self, event: Event, run_id: str, only_step: str | None) -> NoOp | None:
         """The no-op reason when the event's own document value shows nothing to do.
@@ -257,6 +287,8 @@ class Worker:
         if run.state == "FAILED":
             reason = str(run.failure.code) if run.failure else None
             return Outcome("failed", reason=reason, **ids)
+        if run.outcome_unknown:
+            return Outcome("failed", reason="claim_outcome_unknown", **ids)
         if run.state == "UNCHANGED":
             reason = str(run.noop) if run.noop else (str(run.failure.code) if run.failure else None)
             status: Literal["noop", "failed"] = "noop" if run.noop else "failed"

@@ -8,8 +8,9 @@ way: each state reads what earlier states set and adds its own part.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from engine.budget import TimeBudget
 from engine.config import WorkerConfig
@@ -55,6 +56,7 @@ class Machined:
 
     state: str
     trigger: Callable[..., bool]
+    may_trigger: Callable[..., bool]
 
 
 @dataclass
@@ -70,7 +72,8 @@ class StepRun(Machined):
 
     # set by states, in lifecycle order
     started_at: datetime | None = None
-    claim_token: str | None = None  # the claim's startedAt as stored: which claim we finalize
+    # the claim's startedAt as stored (any value, or ABSENT): which claim a finalize may end
+    claim_identity: dict[str, Any] | None = None
     lease_s: float | None = None  # set for stale-step recovery only
     prompt_id: str | None = None
     profile: LLMProfile | None = None
@@ -90,15 +93,42 @@ class StepRun(Machined):
     failure: StepFailure | None = None
     noop: NoOp | None = None
     stranded: BaseException | None = None
+    probe_failed: bool = False
+    outcome_unknown: bool = False  # our claim may have landed: left to stale-step recovery
+    halted: bool = False
+    failed_from: set[str] = field(default_factory=set)
 
     @property
     def step(self) -> Step:
         return self.flow_run.steps[self.step_id]
 
     def on_error(self, error: BaseException | None) -> None:
-        """Machine exception hook: every escaped exception becomes a catalogued failure."""
+        """Machine exception hook: every escaped exception becomes a catalogued failure.
+
+        Never re-entrant: each state is failed out of at most once, and only along a `fail`
+        edge it has; an error the way out cannot take is logged and ends the machine where it
+        stands, instead of firing `fail` again from its own MachineError (a hot loop)."""
         if error is not None and not isinstance(error, Exception):
             raise error  # KeyboardInterrupt, SystemExit: never swallowed
+        if self.state in self.failed_from or not self.may_trigger("fail"):
+            self.log.error(
+                "worker_exception",
+                state=self.state,
+                exceptionType=type(error).__name__,
+                wayOut="none",
+            )
+            self.halted = True
+            return
+        self.failed_from.add(self.state)
+        if self.state == "RUNNING":  # a probe of a step that another invocation owns
+            self.log.error(
+                "probe_failed",
+                exceptionType=type(error).__name__,
+                reason=error.message if isinstance(error, StoreUnavailable) else None,
+            )
+            self.probe_failed = True
+            self.trigger("fail")
+            return
         if self.state == "RUNNING_finalize":
             self.stranded = error
             if not isinstance(error, StoreUnavailable):  # that one is logged by finalize itself

@@ -7,8 +7,10 @@ ever owns the step; losers end UNCHANGED and write nothing.
 from __future__ import annotations
 
 from engine.clock import rfc3339
-from engine.errors import ErrorCode, NoOp, StepFailure, StoreUnavailable
+from engine.errors import ErrorCode, NoOp, StepFailure, StoreUnavailable, WriteOutcomeUnknown
 from engine.step_run import StepRun
+
+STARTED_AT = "outputs.execution.timing.startedAt"
 
 
 def enter(run: StepRun) -> None:
@@ -19,14 +21,24 @@ def enter(run: StepRun) -> None:
             run.run_id,
             run.step_id,
             expect="READY",
-            patch={"status": "RUNNING", "outputs.execution.timing.startedAt": token},
+            patch={"status": "RUNNING", STARTED_AT: token},
         )
-    except StoreUnavailable as exc:
+    except WriteOutcomeUnknown:
+        # Our claim may be on the step. Never call that "not claimed": write nothing more and
+        # end; if it landed, stale-step recovery finishes the step (COMMON.md §3).
+        run.log.error("claim_outcome_unknown", claimStartedAt=token, reason="firestore_error")
+        run.outcome_unknown = True
+        run.trigger("claim_lost")
+        return
+    except StoreUnavailable as exc:  # failed before anything was sent
         run.log.error("claim_attempt", claimed=False, reason="firestore_error")
         raise StepFailure(ErrorCode.FIRESTORE_CLAIM_FAILED, exc.message) from None
+    if result.failed:  # every write erred, and a re-read proved none landed
+        run.log.error("claim_attempt", claimed=False, reason="firestore_error")
+        raise StepFailure(ErrorCode.FIRESTORE_CLAIM_FAILED, "firestore claim write failed")
     if result.committed:
         run.started_at = started
-        run.claim_token = token
+        run.claim_identity = {STARTED_AT: token}
         run.log.info("claim_attempt", claimed=True, reason="claimed")
         run.trigger("claimed")
         return

@@ -13,7 +13,6 @@ from engine.errors import NoOp, StoreUnavailable
 from engine.step_run import StepRun
 
 FINAL = ("SUCCEEDED", "FAILED")
-STARTED_AT = "outputs.execution.timing.startedAt"
 
 
 def execution(run: StepRun, finished_iso: str, finished_ms: float) -> dict[str, Any]:
@@ -58,8 +57,9 @@ def patch(run: StepRun) -> dict[str, Any]:
 
 def enter(run: StepRun) -> None:
     try:
-        also = {STARTED_AT: run.claim_token} if run.claim_token else None
-        result = run.ports.store.update_step(run.run_id, run.step_id, "RUNNING", patch(run), also)
+        result = run.ports.store.update_step(
+            run.run_id, run.step_id, "RUNNING", patch(run), run.claim_identity
+        )
     except StoreUnavailable as exc:
         run.log.error(
             "step_finalize_failed",

@@ -9,14 +9,16 @@ Both finalize only the claim they looked at (its `startedAt`), never a newer one
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from engine.clock import parse_rfc3339
+from engine.clock import parse_rfc3339, rfc3339
 from engine.errors import ErrorCode, StepFailure
-from engine.ports import LLMResponse
+from engine.ports import ABSENT, LLMResponse
 from engine.step_run import StepRun
+from states.claim import STARTED_AT
 from states.write import artifact_uri
 
 ARTIFACT_READ_LIMIT = 16 * 1024 * 1024
@@ -36,30 +38,51 @@ def artifact_exists(run: StepRun) -> bool:
 
 
 def adopt_claim(run: StepRun) -> None:
-    """Takes over the claim found on the step: its startedAt times and identifies it."""
-    timing = (run.step.outputs.get("execution") or {}).get("timing") or {}
-    started = timing.get("startedAt")
-    if isinstance(started, str):
-        run.claim_token = started
-        run.started_at = parse_rfc3339(started)
+    """Takes over the claim found on the step: its startedAt identifies it (whatever its form,
+    even absent, so a finalize never overwrites a newer claim) and, when it is a timestamp,
+    times it. Foreign documents may hold anything here; nothing in them may raise."""
+    started: Any = ABSENT
+    execution = run.step.outputs.get("execution")
+    timing = execution.get("timing") if isinstance(execution, dict) else None
+    if isinstance(timing, dict):
+        started = timing.get("startedAt", ABSENT)
+    run.claim_identity = {STARTED_AT: started}
+    run.started_at = claim_time(started)
+
+
+def claim_time(value: Any) -> datetime | None:
+    """A claim's start as an aware UTC datetime; a time without an offset is taken as UTC
+    (Firestore and our claims are UTC); anything else is no time at all."""
+    moment = parse_rfc3339(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def lease_expired(run: StepRun) -> bool:
-    """Guard: the claim is older than the lease (only stale-step recovery sets a lease)."""
+    """Guard: the claim is older than the lease (only stale-step recovery sets a lease).
+
+    A claim with no readable start time (missing, not a timestamp) is expired: every claim
+    this worker makes records one, so such a step was not claimed by a live execution."""
     if run.lease_s is None:
         return False
     adopt_claim(run)
     if run.started_at is None:
-        return False  # no claim time: cannot tell a dead execution from a live one
+        return True
     return (run.now() - run.started_at).total_seconds() > run.lease_s
 
 
 def expire(run: StepRun) -> None:
+    since = rfc3339(run.started_at) if run.started_at else "an unknown time"
     run.failure = StepFailure(
         ErrorCode.STEP_LEASE_EXPIRED,
-        f"step RUNNING since {run.claim_token} without a report: lease of {run.lease_s:g}s expired",
+        f"step RUNNING since {since} without a report: lease of {run.lease_s:g}s expired",
     )
-    run.log.warning("step_lease_expired", claimStartedAt=run.claim_token, leaseSeconds=run.lease_s)
+    run.log.warning(
+        "step_lease_expired",
+        claimStartedAt=rfc3339(run.started_at) if run.started_at else None,
+        leaseSeconds=run.lease_s,
+    )
 
 
 def enter(run: StepRun) -> None:

@@ -58,8 +58,8 @@ def test_a_lost_precondition_race_is_retried_on_a_fresh_read(firestore, monkeypa
     original = s._read
     reads = []
 
-    def racing_read(run_id):
-        snapshot = original(run_id)
+    def racing_read(run_id, timeout=10.0):
+        snapshot = original(run_id, timeout)
         reads.append(snapshot.update_time)
         if len(reads) == 1:  # someone else writes between our read and our write
             ref.update({"progress.currentStepId": "other"})
@@ -78,8 +78,8 @@ def test_the_gate_is_rechecked_after_a_lost_race(firestore, monkeypatch):
     original = s._read
     calls = []
 
-    def claimed_by_twin(run_id):
-        snapshot = original(run_id)
+    def claimed_by_twin(run_id, timeout=10.0):
+        snapshot = original(run_id, timeout)
         calls.append(1)
         if len(calls) == 1:
             ref.update({f"steps.{STEP}.status": "RUNNING"})
@@ -97,8 +97,8 @@ def test_every_attempt_lost_is_a_conflict(firestore, monkeypatch):
     original = s._read
     counter = iter(range(100))
 
-    def always_raced(run_id):
-        snapshot = original(run_id)
+    def always_raced(run_id, timeout=10.0):
+        snapshot = original(run_id, timeout)
         ref.update({"progress.tick": next(counter)})
         return snapshot
 
@@ -247,9 +247,9 @@ def test_writes_after_a_load_skip_the_read_while_nothing_changed(firestore, monk
     reads = []
     original = s._read
 
-    def counting_read(run_id):
+    def counting_read(run_id, timeout=10.0):
         reads.append(1)
-        return original(run_id)
+        return original(run_id, timeout)
 
     monkeypatch.setattr(s, "_read", counting_read)
     assert s.load(scenario.RUN_ID) is not None

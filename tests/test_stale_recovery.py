@@ -29,7 +29,13 @@ def test_a_stale_step_without_artifact_is_failed_with_a_catalogued_code(firestor
     started = running_since(firestore, gcs, LEASE + 60)
     w, _ = worker(firestore, gcs, ExplodingLLM())
     summary = w.recover_stale(LEASE)
-    assert summary == {"runsScanned": 1, "stale": 1, "recovered": 0, "expired": 1}
+    assert summary == {
+        "runsScanned": 1,
+        "stale": 1,
+        "recovered": 0,
+        "expired": 1,
+        "probeFailed": 0,
+    }
     step = scenario.step_of(firestore)
     assert step["status"] == "FAILED"
     assert step["error"]["code"] == "STEP_LEASE_EXPIRED"
@@ -52,7 +58,13 @@ def test_a_step_within_its_lease_is_left_alone(firestore, gcs):
     running_since(firestore, gcs, 30)
     before = firestore.collection("flow_runs").document(scenario.RUN_ID).get().update_time
     w, _ = worker(firestore, gcs, ExplodingLLM())
-    assert w.recover_stale(LEASE) == {"runsScanned": 1, "stale": 0, "recovered": 0, "expired": 0}
+    assert w.recover_stale(LEASE) == {
+        "runsScanned": 1,
+        "stale": 0,
+        "recovered": 0,
+        "expired": 0,
+        "probeFailed": 0,
+    }
     after = firestore.collection("flow_runs").document(scenario.RUN_ID).get().update_time
     assert after == before
 

@@ -8,14 +8,14 @@ import re
 
 from engine.events import CATALOG
 from engine.log import EventLogger
-from tests.contracts import CONTRACTS
+from tests.contracts import REPO
 
 SOURCES = ["engine", "states", "adapters", "entry.py"]
 EMIT = re.compile(r"\.(?:info|warning|error|debug|emit)\(\s*\"([a-z_]+)\"", re.S)
 
 
 def emitted_names() -> set[str]:
-    root = CONTRACTS.parent.parent / "main"
+    root = REPO
     names: set[str] = set()
     for source in SOURCES:
         path = root / source
@@ -25,7 +25,7 @@ def emitted_names() -> set[str]:
 
 
 def spec_names() -> set[str]:
-    spec = (CONTRACTS.parent / "spec" / "SPEC.md").read_text(encoding="utf-8")
+    spec = (REPO / "docs" / "spec" / "SPEC.md").read_text(encoding="utf-8")
     section = spec[spec.index("Event catalog") : spec.index("Typical success order")]
     names: set[str] = set()
     for token in re.findall(r"`([a-z_/]+)`", section):
