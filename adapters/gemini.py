@@ -91,11 +91,16 @@ def generation_config(request: LLMRequest, timeout_s: float) -> Any:
         stop_sequences=profile.stop_sequences,
         candidate_count=1,
         response_mime_type="application/json",
-        response_json_schema=request.response_json_schema,
         thinking_config=thinking,
         http_options=types.HttpOptions(
             timeout=max(1, int(timeout_s * 1000)),
             retry_options=types.HttpRetryOptions(attempts=1),
+            # The schema goes on the wire as `generationConfig.responseJsonSchema` exactly as
+            # `response_json_schema` would put it, but the SDK does not learn of it: given a
+            # schema, it json.loads the model's text itself (catching only JSONDecodeError),
+            # so deeply nested output raised RecursionError out of the call, and every answer
+            # was parsed twice. The worker parses model text once, strictly (engine.jsontext).
+            extra_body={"generationConfig": {"responseJsonSchema": request.response_json_schema}},
         ),
     )
 

@@ -82,6 +82,7 @@ class StepFailure(Exception):
     def __init__(
         self, code: ErrorCode, message: str, details: dict[str, Any] | None = None
     ) -> None:
+        message = capped(message)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -98,6 +99,7 @@ class FlowRunInvalid(Exception):
     """The flow run document breaks the run-level required subset (SPEC §2)."""
 
     def __init__(self, message: str) -> None:
+        message = capped(message)
         super().__init__(message)
         self.message = message
 
@@ -127,3 +129,18 @@ def internal_error(exc: BaseException) -> StepFailure:
     return StepFailure(
         ErrorCode.WORKER_INTERNAL_ERROR, f"unexpected {type(exc).__name__} in worker"
     )
+
+
+MESSAGE_MAX_CHARS = 500
+MESSAGE_MAX_BYTES = 512
+
+
+def capped(message: str) -> str:
+    """A stored message within COMMON.md §7's bounds (500 characters, 512 bytes of UTF-8),
+    cut on a character boundary with an ellipsis, so a long detail can never push a finalize
+    past Firestore's document limit."""
+    if len(message) <= MESSAGE_MAX_CHARS and len(message.encode("utf-8")) <= MESSAGE_MAX_BYTES:
+        return message
+    budget = MESSAGE_MAX_BYTES - len("…".encode())
+    cut = message[: MESSAGE_MAX_CHARS - 1].encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return cut + "…"

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from engine import jsontext
 from engine.contracts import ChartItem, ChartsManifest, LLMReportInputs, Step
 from engine.errors import ErrorCode, StepFailure
 from engine.ports import BlobNotFound, BlobTooLarge
@@ -168,12 +169,17 @@ def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
 def read_json(run: StepRun, uri: str, kind: str) -> Any:
     data = read_bounded(run, uri, kind, JSON_LIMIT)
     try:
-        value = json.loads(data)
-    except ValueError:
-        run.log.warning("context_json_invalid", kind=kind, gcsUri=uri, bytes=len(data))
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, f"{kind} is not valid JSON: {uri}"
-        ) from None
+        value = jsontext.loads(data)
+    except jsontext.JsonRejected as exc:
+        run.log.warning(
+            "context_json_invalid", kind=kind, gcsUri=uri, bytes=len(data), reason=exc.reason
+        )
+        problem = {
+            "invalid": "is not valid JSON",
+            "non_finite": "holds NaN or Infinity, which JSON does not allow",
+            "too_deep": f"is nested deeper than {jsontext.MAX_DEPTH} levels",
+        }[exc.reason]
+        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"{kind} {problem}: {uri}") from None
     run.log.info("context_json_validated", kind=kind, gcsUri=uri, bytes=len(data))
     return value
 

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator, SchemaError
 from engine.contracts import ID_MAX_LEN, SCHEMA_ID_RE, LLMProfile, LLMPrompt, LLMSchema
 from engine.errors import ErrorCode, StepFailure
 from engine.step_run import StepRun
+from states import schema_regex
 
 JSON_MIME = "application/json"
 _EMBEDDED_TIMEFRAME = re.compile(r"^[1-9][0-9]*[A-Za-z]$")
@@ -193,6 +194,10 @@ def schema_problem(json_schema: dict[str, Any]) -> str | None:
         Draft202012Validator.check_schema(json_schema)
     except SchemaError:
         return "not_a_json_schema"
+    try:
+        schema_regex.check(json_schema)
+    except schema_regex.UnsupportedPattern:
+        return "pattern_not_linear_time"
     required = json_schema.get("required")
     properties = json_schema.get("properties")
     if not isinstance(required, list) or not {"summary", "details"} <= set(required):

@@ -7,17 +7,22 @@ hash and at most ten `{path, error}` items — never by the candidate text itsel
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from engine import jsontext
 from engine.errors import ErrorCode, StepFailure
 from engine.step_run import Invalid, StepRun
 from states.generate import MIN_CALL_SECONDS
+from states.schema_regex import LinearValidator
 
 REPAIRABLE = ("missing_text", "json_parse", "schema_validation")
+PARSE_PROBLEMS = {
+    "invalid": "not valid JSON",
+    "non_finite": "NaN or Infinity is not JSON",
+    "too_deep": f"nested deeper than {jsontext.MAX_DEPTH} levels",
+}
 MAX_ERRORS = 10
 
 
@@ -32,9 +37,9 @@ def enter(run: StepRun) -> None:
         run.invalid = rejection("missing_text", "no text in candidate", [], text)
     else:
         try:
-            value = json.loads(text)
-        except ValueError:
-            run.invalid = rejection("json_parse", "not valid JSON", [], text)
+            value = jsontext.loads(text)
+        except jsontext.JsonRejected as exc:
+            run.invalid = rejection("json_parse", PARSE_PROBLEMS[exc.reason], [], text)
         else:
             errors = schema_errors(run.schema.json_schema, value, run.schema_sha256)
             if errors:
@@ -110,7 +115,7 @@ def rejection(kind: str, message: str, errors: list[dict[str, str]], text: str) 
     )
 
 
-_VALIDATORS: dict[str, Draft202012Validator] = {}
+_VALIDATORS: dict[str, Any] = {}
 
 
 def schema_errors(
@@ -119,20 +124,51 @@ def schema_errors(
     """Errors sorted by path; the compiled validator is kept per schema content (immutable)."""
     validator = _VALIDATORS.get(sha) if sha else None
     if validator is None:
-        validator = Draft202012Validator(json_schema)
+        validator = LinearValidator(json_schema)
         if sha:
             _VALIDATORS[sha] = validator
     return sorted(validator.iter_errors(value), key=lambda e: (_dotted(e), str(e.validator)))
 
 
+# Schema keywords that descend into the instance, and how each names the step it takes.
+_NAMED_BY_SCHEMA = "properties"  # the key is the schema's own property name
+_KEYED_BY_INSTANCE = {"additionalProperties", "unevaluatedProperties", "propertyNames"}
+_INDEXED = {"items", "prefixItems", "contains", "unevaluatedItems"}
+_WITH_ARGUMENT = {"properties", "patternProperties", "prefixItems", "dependentSchemas"}
+_COMBINATORS = {"allOf", "anyOf", "oneOf"}
+
+
 def _dotted(error: ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path)
+    """The failing location in schema-side terms: property names the schema declares, array
+    indices, and `<key>` wherever the key was chosen by the model (additional or pattern
+    properties). Model output must not reach stored messages or logs, and a key is output."""
+    keywords = list(error.absolute_schema_path)[:-1]  # the last one is the failing rule
+    steps = list(error.absolute_path)
+    parts: list[str] = []
+    index = 0
+    while index < len(keywords):
+        keyword = keywords[index]
+        argument = keywords[index + 1] if index + 1 < len(keywords) else None
+        if keyword == _NAMED_BY_SCHEMA and argument is not None:
+            parts.append(str(argument))
+            steps = steps[1:]
+        elif keyword == "patternProperties" or keyword in _KEYED_BY_INSTANCE:
+            parts.append("<key>")
+            steps = steps[1:] if keyword != "propertyNames" else steps
+        elif keyword in _INDEXED:
+            step = steps[0] if steps else None
+            parts.append(str(step) if isinstance(step, int) else "<index>")
+            steps = steps[1:]
+        step_over = 2 if keyword in _WITH_ARGUMENT or keyword in _COMBINATORS else 1
+        index += step_over
+    return ".".join(parts)
 
 
 def describe(error: ValidationError) -> str:
     """`missing=summary.markdown`, `path=summary.markdown expected=string`, or `path=… rule=…`."""
     where = _dotted(error)
     if error.validator == "required" and isinstance(error.instance, dict):
+        # Names from the schema's `required`, never from the instance.
         missing = [p for p in error.validator_value if p not in error.instance]
         name = missing[0] if missing else "?"
         return f"missing={where + '.' if where else ''}{name}"
