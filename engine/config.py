@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from engine.names import object_name_problem
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -76,6 +78,10 @@ class WorkerConfig:
         if not bucket or "/" in bucket:
             raise ConfigError("ARTIFACTS_BUCKET must be a bucket name")
 
+        prefix = text("ARTIFACTS_PREFIX", "") or ""
+        if prefix.strip("/") and object_name_problem(prefix.strip("/")) is not None:
+            raise ConfigError("ARTIFACTS_PREFIX must be a safe object name prefix")
+
         log_level = (text("LOG_LEVEL", "INFO") or "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
@@ -88,10 +94,13 @@ class WorkerConfig:
             )
 
         # A claimed step outlives its invocation only if that invocation died: the lease must
-        # exceed the invocation timeout, or live executions would be failed.
+        # outlast the invocation timeout by a margin (COMMON.md §5), or live executions would
+        # be failed.
         lease = seconds("STALE_STEP_LEASE_SECONDS", invocation_timeout + 120.0)
-        if lease <= invocation_timeout:
-            raise ConfigError("STALE_STEP_LEASE_SECONDS must exceed INVOCATION_TIMEOUT_SECONDS")
+        if lease < invocation_timeout + 60.0:
+            raise ConfigError(
+                "STALE_STEP_LEASE_SECONDS must exceed INVOCATION_TIMEOUT_SECONDS by a minute or more"
+            )
 
         allowed = tuple(
             model.strip()
@@ -107,7 +116,7 @@ class WorkerConfig:
             flow_runs_collection=collection("FLOW_RUNS_COLLECTION", "flow_runs"),
             prompts_collection=collection("LLM_PROMPTS_COLLECTION", "llm_prompts"),
             schemas_collection=collection("LLM_SCHEMAS_COLLECTION", "llm_schemas"),
-            artifacts_prefix=text("ARTIFACTS_PREFIX", "") or "",
+            artifacts_prefix=prefix,
             allowed_models=allowed,
             gemini_timeout_s=seconds("GEMINI_TIMEOUT_SECONDS", 600.0),
             finalize_budget_s=finalize_budget,

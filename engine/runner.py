@@ -20,6 +20,7 @@ from engine.config import WorkerConfig
 from engine.contracts import RUN_ID_RE, FlowRun
 from engine.errors import ErrorCode, FlowRunInvalid, Ignored, NoOp
 from engine.log import EventLogger
+from engine.names import storage_safe_key
 from engine.ports import Ports
 from engine.step_run import StepRun
 from states.ready import LLM_REPORT, select
@@ -76,11 +77,12 @@ def parse_flow_run(run_id: str, data: dict[str, Any]) -> FlowRun:
         run = msgspec.convert(data, FlowRun)
     except msgspec.ValidationError as exc:
         raise FlowRunInvalid(f"flow run does not match the required subset: {exc}") from None
-    unsafe = sorted(
-        step_id for step_id in run.steps if "." in step_id or "/" in step_id or not step_id
-    )
+    unsafe = sorted(step_id for step_id in run.steps if not storage_safe_key(step_id))
     if unsafe:
-        raise FlowRunInvalid(f"stepId not storage-safe (contains '.' or '/'): {', '.join(unsafe)}")
+        shown = ", ".join(repr(step_id)[1:-1] for step_id in unsafe)  # control chars escaped
+        raise FlowRunInvalid(
+            f"stepId not storage-safe (contains '.', '/' or a control character): {shown}"
+        )
     if run.run_id is not None and run.run_id != run_id:
         raise FlowRunInvalid("runId field does not match the document id")
     return run

@@ -18,8 +18,8 @@ from engine.clock import parse_rfc3339, rfc3339
 from engine.errors import ErrorCode, StepFailure
 from engine.ports import ABSENT, LLMResponse
 from engine.step_run import StepRun
+from states.artifact import artifact_uri
 from states.claim import STARTED_AT
-from states.write import artifact_uri
 
 ARTIFACT_READ_LIMIT = 16 * 1024 * 1024
 

@@ -16,8 +16,10 @@ from jsonschema import Draft202012Validator, SchemaError
 
 from engine.contracts import ID_MAX_LEN, SCHEMA_ID_RE, LLMProfile, LLMPrompt, LLMSchema
 from engine.errors import ErrorCode, StepFailure
+from engine.names import object_name_problem
 from engine.step_run import StepRun
 from states import schema_regex
+from states.artifact import artifact_uri
 
 JSON_MIME = "application/json"
 _EMBEDDED_TIMEFRAME = re.compile(r"^[1-9][0-9]*[A-Za-z]$")
@@ -31,6 +33,7 @@ def enter(run: StepRun) -> None:
             ErrorCode.INVALID_STEP_INPUTS, f"dependsOn names unknown step(s): {', '.join(unknown)}"
         )
     check_timeframe(run.step_id, step.timeframe)
+    check_report_name(run)
     llm = step.inputs.get("llm")
     if not isinstance(llm, dict):
         raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm must be an object")
@@ -61,6 +64,14 @@ def check_timeframe(step_id: str, timeframe: str | None) -> None:
             ErrorCode.INVALID_STEP_INPUTS,
             f"step timeframe {timeframe} disagrees with stepId timeframe {embedded}",
         )
+
+
+def check_report_name(run: StepRun) -> None:
+    """The report's object name, checked before anything is fetched or paid for."""
+    uri = artifact_uri(run.config, run.run_id, run.step.timeframe or "", run.step_id)
+    problem = object_name_problem(uri.split("/", 3)[3])
+    if problem is not None:
+        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"report object name {problem}")
 
 
 def embedded_timeframe(step_id: str) -> str | None:

@@ -11,18 +11,11 @@ import time
 import msgspec
 
 from engine.clock import rfc3339
-from engine.config import WorkerConfig
 from engine.contracts import LLMReportFile, ReportInputs, ReportLLM, ReportMetadata
 from engine.errors import ErrorCode, StepFailure, StoreUnavailable
 from engine.step_run import StepRun
+from states.artifact import artifact_uri
 from states.resolve import schema_version
-
-
-def artifact_uri(config: WorkerConfig, run_id: str, timeframe: str, step_id: str) -> str:
-    """`gs://<bucket>/<prefix>/<runId>/<timeframe>/<stepId>.json`, prefix normalized."""
-    parts = [p for p in config.artifacts_prefix.strip().split("/") if p.strip()]
-    parts += [run_id, timeframe, f"{step_id}.json"]
-    return f"gs://{config.artifacts_bucket}/" + "/".join(parts)
 
 
 def build_report(run: StepRun) -> LLMReportFile:

@@ -166,6 +166,9 @@ def test_every_variable_is_read(variable, value, attribute, expected):
         ("INVOCATION_TIMEOUT_SECONDS", "abc"),
         ("FINALIZE_BUDGET_SECONDS", "900"),  # not below the invocation timeout
         ("STALE_STEP_LEASE_SECONDS", "60"),  # not above the invocation timeout
+        ("STALE_STEP_LEASE_SECONDS", "839"),  # below the invocation timeout + 60 s
+        ("ARTIFACTS_PREFIX", "reports/../other"),
+        ("ARTIFACTS_PREFIX", "rep\x07orts"),
     ],
 )
 def test_invalid_values_are_named_by_variable(variable, value):

@@ -21,7 +21,7 @@ from states.resolve import (
     schema_version,
 )
 from states.validate import describe, failure_message, schema_errors
-from states.write import artifact_uri
+from states.artifact import artifact_uri
 from tests.contracts import load, text
 
 SCHEMA = load("examples/llm_schema.example.json")
