@@ -99,7 +99,8 @@ class WorkerConfig:
         lease = seconds("STALE_STEP_LEASE_SECONDS", invocation_timeout + 120.0)
         if lease < invocation_timeout + 60.0:
             raise ConfigError(
-                "STALE_STEP_LEASE_SECONDS must exceed INVOCATION_TIMEOUT_SECONDS by a minute or more"
+                "STALE_STEP_LEASE_SECONDS must exceed INVOCATION_TIMEOUT_SECONDS"
+                " by a minute or more"
             )
 
         allowed = tuple(

@@ -103,6 +103,7 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge("claimed", "RUNNING_claim", "RUNNING_resolve"),
     Edge("claim_lost", "RUNNING_claim", "UNCHANGED"),
     Edge("resolved", "RUNNING_resolve", "RUNNING_assemble"),
+    Edge("found", "RUNNING_resolve", "RUNNING_recover"),
     Edge("assembled", "RUNNING_assemble", "RUNNING_generate"),
     Edge("generated", "RUNNING_generate", "RUNNING_validate"),
     Edge("valid", "RUNNING_validate", "RUNNING_write"),

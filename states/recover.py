@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from engine.clock import parse_rfc3339, rfc3339
+from engine.contracts import LLMReportFile
 from engine.errors import ErrorCode, StepFailure
 from engine.ports import ABSENT, LLMResponse
 from engine.step_run import StepRun
@@ -88,23 +89,34 @@ def expire(run: StepRun) -> None:
 def enter(run: StepRun) -> None:
     uri = _uri(run)
     assert uri is not None
+    if run.claim_identity is None:  # split brain: the claim found on the step is the one
+        adopt_claim(run)
+    report = own_report(run, run.ports.blobs.read(uri, ARTIFACT_READ_LIMIT))
+    if report is None:
+        raise StepFailure(
+            ErrorCode.ARTIFACT_INVALID,
+            "the report object exists but is not a report of this run and step",
+        )
+    llm = report.metadata.llm
+    run.response = LLMResponse(
+        text=None,
+        finish_reason=llm.finish_reason,
+        model_version=llm.model_version,
+        usage_metadata=llm.usage_metadata,
+    )
     run.gcs_uri = uri
     run.reused = True
-    adopt_claim(run)
-    run.response = llm_metadata(run.ports.blobs.read(uri, ARTIFACT_READ_LIMIT))
     run.log.info("step_recovered_from_artifact", gcsUri=uri)
     run.trigger("adopted")
 
 
-def llm_metadata(data: bytes) -> LLMResponse | None:
-    """What the artifact recorded about the model call, for `outputs.execution.llm`."""
+def own_report(run: StepRun, data: bytes) -> LLMReportFile | None:
+    """The object as a report of this very run and step, or None: create-only writes can never
+    replace what holds the deterministic path, so nothing else may pass for our result."""
     try:
-        llm: Any = msgspec.json.decode(data)["metadata"]["llm"]
-        return LLMResponse(
-            text=None,
-            finish_reason=llm["finishReason"],
-            model_version=llm.get("modelVersion"),
-            usage_metadata=llm.get("usageMetadata"),
-        )
-    except (msgspec.DecodeError, KeyError, TypeError):
+        report = msgspec.json.decode(data, type=LLMReportFile)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    if (report.metadata.run_id, report.metadata.step_id) != (run.run_id, run.step_id):
+        return None
+    return report

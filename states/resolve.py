@@ -34,6 +34,9 @@ def enter(run: StepRun) -> None:
         )
     check_timeframe(run.step_id, step.timeframe)
     check_report_name(run)
+    if report_exists(run):
+        run.trigger("found")  # an earlier execution's upload landed: adopt it, pay nothing
+        return
     llm = step.inputs.get("llm")
     if not isinstance(llm, dict):
         raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm must be an object")
@@ -72,6 +75,13 @@ def check_report_name(run: StepRun) -> None:
     problem = object_name_problem(uri.split("/", 3)[3])
     if problem is not None:
         raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"report object name {problem}")
+
+
+def report_exists(run: StepRun) -> bool:
+    run.budget.require("gcs read (report)")
+    return run.ports.blobs.exists(
+        artifact_uri(run.config, run.run_id, run.step.timeframe or "", run.step_id)
+    )
 
 
 def embedded_timeframe(step_id: str) -> str | None:

@@ -12,6 +12,7 @@ from engine.config import WorkerConfig
 from engine.contracts import ChartItem
 from engine.errors import ErrorCode, StepFailure
 from engine.step_run import Invalid
+from states.artifact import artifact_uri
 from states.assemble import user_input
 from states.resolve import (
     canonical_sha256,
@@ -21,7 +22,6 @@ from states.resolve import (
     schema_version,
 )
 from states.validate import describe, failure_message, schema_errors
-from states.artifact import artifact_uri
 from tests.contracts import load, text
 
 SCHEMA = load("examples/llm_schema.example.json")
