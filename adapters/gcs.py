@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
+
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from engine.errors import ErrorCode, StoreUnavailable
-from engine.ports import BlobNotFound, BlobTooLarge
+from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
 
 READ_TIMEOUT_S = 20.0
 UPLOAD_TIMEOUT_S = 60.0
@@ -26,6 +28,17 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
+def _gunzip(uri: str, data: bytes, limit: int) -> bytes:
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer
+    try:
+        decoded = decoder.decompress(data, limit + 1)
+    except zlib.error:
+        raise BlobUndecodable(uri) from None
+    if len(decoded) > limit:
+        raise BlobTooLarge(uri)
+    return decoded
+
+
 class GcsBlobStore:
     def __init__(self, client: storage.Client) -> None:
         self._client = client
@@ -35,11 +48,16 @@ class GcsBlobStore:
         return self._client.bucket(bucket).blob(name)
 
     def read(self, uri: str, limit: int) -> bytes:
-        """Ranged read of bytes 0..limit: one byte past the limit proves the object too large."""
+        """Ranged read of stored bytes 0..limit: one byte past the limit proves the object too
+        large.
+
+        Raw: Cloud Storage would otherwise decompress a gzip-encoded object on the way and
+        ignore the range, so a small object could expand to any size in memory. A gzip object
+        is decoded here instead, and decoding stops one byte past the limit too."""
         blob = self._blob(uri)
         try:
             data: bytes = blob.download_as_bytes(
-                start=0, end=limit, timeout=READ_TIMEOUT_S, retry=READ_RETRY
+                start=0, end=limit, raw_download=True, timeout=READ_TIMEOUT_S, retry=READ_RETRY
             )
         except gexc.NotFound:
             raise BlobNotFound(uri) from None
@@ -51,6 +69,8 @@ class GcsBlobStore:
             ) from None
         if len(data) > limit:
             raise BlobTooLarge(uri)
+        if (blob.content_encoding or "").lower() == "gzip":
+            data = _gunzip(uri, data, limit)
         return data
 
     def exists(self, uri: str) -> bool:

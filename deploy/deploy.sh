@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Deploys worker_llm_client as a Cloud Functions gen2 CloudEvent function triggered by Firestore
-# `updated` events on flow_runs/{runId} (SPEC §15), with least-privilege IAM bindings.
+# `updated` events on flow_runs/{runId} (SPEC §15), its stale-step recovery as an authenticated
+# HTTP function called by Cloud Scheduler every 10 minutes (COMMON.md §2), and the
+# least-privilege IAM bindings both need.
 #
 # The script only ever handles secret *names*; key material stays in Secret Manager.
 # Run `deploy/deploy.sh --help` for the variables and flags.
@@ -10,6 +12,9 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 
 ENTRY_POINT="on_flow_run_updated"
+RECOVERY_ENTRY_POINT="recover_stale_steps"
+RECOVERY_SCHEDULE="*/10 * * * *"
+DEFAULT_MEMORY="512Mi" # bench/memory.py: 188 MB peak RSS for the worst accepted step
 ENTRY_FILE="entry.py"
 RUNTIME="python312"
 INVOCATION_TIMEOUT_SECONDS=780
@@ -28,16 +33,21 @@ usage() {
 Usage: deploy/deploy.sh [flags]
 
 Deploys worker_llm_client (Cloud Functions gen2, Python 3.12, entry point on_flow_run_updated)
-with an Eventarc trigger on google.cloud.firestore.document.v1.updated for flow_runs/{runId}, and
-grants the least-privilege IAM bindings it needs. First deploy and update are the same command.
-The full plan (every gcloud command) is printed first; nothing changes until you confirm.
+with an Eventarc trigger on google.cloud.firestore.document.v1.updated for flow_runs/{runId};
+its stale-step recovery recover_stale_steps as an authenticated HTTP function (FUNCTION_NAME-
+recover) with a Cloud Scheduler job calling it every 10 minutes (OIDC); and the least-privilege
+IAM bindings they need. No retry policy is set: work an invocation leaves unfinished is finished
+by the recovery. First deploy and update are the same command. The full plan (every gcloud
+command) is printed first; nothing changes until you confirm.
 
 Every setting is an environment variable; the flags override them.
 
 Required:
   PROJECT              --project ID            Google Cloud project id
   REGION               --region REGION         function region; must equal the Firestore location
-  RUNTIME_SA           --runtime-sa EMAIL      service account the function runs as
+  RUNTIME_SA           --runtime-sa EMAIL      service account the functions run as
+  TRIGGER_SA           --trigger-sa EMAIL      Eventarc trigger identity; its own account,
+                                               not RUNTIME_SA (it may only receive and invoke)
   ARTIFACTS_BUCKET     --bucket NAME           bucket for report artifacts (name or gs://name)
   and exactly one Gemini key source (secret NAMES only, never key material):
   GEMINI_SECRET        --gemini-secret NAME    secret holding one AI Studio key
@@ -49,7 +59,8 @@ Required:
 
 Optional:
   FIRESTORE_DATABASE   --database ID           Firestore database (default: (default))
-  TRIGGER_SA           --trigger-sa EMAIL      Eventarc trigger identity (default: RUNTIME_SA)
+  SCHEDULER_SA         --scheduler-sa EMAIL    identity of the Cloud Scheduler job calling the
+                                               recovery function (default: TRIGGER_SA)
   ARTIFACTS_PREFIX     --prefix PREFIX         object prefix inside ARTIFACTS_BUCKET
   GEMINI_ALLOWED_MODELS --allowed-models LIST  comma-separated model allowlist
   ENV                  --env NAME              environment label written on every log line
@@ -61,7 +72,8 @@ Optional:
   FLOW_RUNS_COLLECTION, LLM_PROMPTS_COLLECTION, LLM_SCHEMAS_COLLECTION
                                                passed to the function when set (SPEC §14);
                                                FLOW_RUNS_COLLECTION also sets the trigger path
-  MEMORY, CPU                                  --memory/--cpu of the function (only when set)
+  MEMORY, CPU                                  --memory/--cpu of the functions (MEMORY default
+                                               512Mi, sized by bench/memory.py; CPU only when set)
   BUILD_SA                                     service account email for the Cloud Build step
                                                (--build-service-account; not passed unless set)
 
@@ -95,6 +107,7 @@ while [[ $# -gt 0 ]]; do
     --database) need_value "$@"; FIRESTORE_DATABASE="$2"; shift 2 ;;
     --runtime-sa) need_value "$@"; RUNTIME_SA="$2"; shift 2 ;;
     --trigger-sa) need_value "$@"; TRIGGER_SA="$2"; shift 2 ;;
+    --scheduler-sa) need_value "$@"; SCHEDULER_SA="$2"; shift 2 ;;
     --bucket) need_value "$@"; ARTIFACTS_BUCKET="$2"; shift 2 ;;
     --prefix) need_value "$@"; ARTIFACTS_PREFIX="$2"; shift 2 ;;
     --gemini-secret) need_value "$@"; GEMINI_SECRET="$2"; shift 2 ;;
@@ -116,7 +129,8 @@ PROJECT="${PROJECT:-}"
 REGION="${REGION:-}"
 FIRESTORE_DATABASE="${FIRESTORE_DATABASE:-(default)}"
 RUNTIME_SA="${RUNTIME_SA:-}"
-TRIGGER_SA="${TRIGGER_SA:-$RUNTIME_SA}"
+TRIGGER_SA="${TRIGGER_SA:-}"
+SCHEDULER_SA="${SCHEDULER_SA:-$TRIGGER_SA}"
 ARTIFACTS_BUCKET="${ARTIFACTS_BUCKET:-}"
 ARTIFACTS_PREFIX="${ARTIFACTS_PREFIX:-}"
 GEMINI_SECRET="${GEMINI_SECRET:-}"
@@ -132,13 +146,13 @@ GEMINI_TIMEOUT_SECONDS="${GEMINI_TIMEOUT_SECONDS:-}"
 FLOW_RUNS_COLLECTION="${FLOW_RUNS_COLLECTION:-}"
 LLM_PROMPTS_COLLECTION="${LLM_PROMPTS_COLLECTION:-}"
 LLM_SCHEMAS_COLLECTION="${LLM_SCHEMAS_COLLECTION:-}"
-MEMORY="${MEMORY:-}"
+MEMORY="${MEMORY:-$DEFAULT_MEMORY}"
 CPU="${CPU:-}"
 BUILD_SA="${BUILD_SA:-}"
 
 validate() {
   local missing=() problems=() name
-  for name in PROJECT REGION RUNTIME_SA ARTIFACTS_BUCKET; do
+  for name in PROJECT REGION RUNTIME_SA TRIGGER_SA ARTIFACTS_BUCKET; do
     [[ -n "${!name}" ]] || missing+=("$name")
   done
   if [[ -z "$GEMINI_SECRET" && -z "$GEMINI_KEYS_SECRET" ]]; then
@@ -176,7 +190,10 @@ validate() {
   if [[ ! "$REGION" =~ ^[a-z]+-[a-z]+[0-9]+$ ]]; then
     problems+=("REGION must be a single Cloud region such as us-central1 (multi-regions are not function regions)")
   fi
-  for name in RUNTIME_SA TRIGGER_SA BUILD_SA; do
+  if [[ -n "$TRIGGER_SA" && "$TRIGGER_SA" == "$RUNTIME_SA" ]]; then
+    problems+=("TRIGGER_SA must be its own service account, not RUNTIME_SA (least privilege)")
+  fi
+  for name in RUNTIME_SA TRIGGER_SA SCHEDULER_SA BUILD_SA; do
     if [[ -n "${!name}" && ! "${!name}" =~ ^[^@[:space:]]+@[^@[:space:]]+$ ]]; then
       problems+=("$name must be a service account email")
     fi
@@ -186,8 +203,8 @@ validate() {
   if [[ ! "$ARTIFACTS_BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$ ]]; then
     problems+=("ARTIFACTS_BUCKET must be a bucket name")
   fi
-  if [[ ! "$FUNCTION_NAME" =~ ^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$ ]]; then
-    problems+=("FUNCTION_NAME must be lowercase letters, digits and - (it names the Cloud Run service)")
+  if [[ ! "$FUNCTION_NAME" =~ ^[a-z]([a-z0-9-]{0,53}[a-z0-9])?$ ]]; then
+    problems+=("FUNCTION_NAME must be lowercase letters, digits and -, at most 55 characters (it and FUNCTION_NAME-recover name Cloud Run services)")
   fi
   if [[ -n "$LOG_LEVEL" && ! "$LOG_LEVEL" =~ ^(DEBUG|INFO|WARNING|ERROR)$ ]]; then
     problems+=("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
@@ -296,6 +313,20 @@ else
   FUNCTION_STATE="not found (or not readable): the deploy creates it"
 fi
 
+RECOVERY_FUNCTION="$FUNCTION_NAME-recover"
+RECOVERY_JOB="$FUNCTION_NAME-recover-stale"
+# Gen2 functions answer on their cloudfunctions.net address too: known before the deploy, and
+# the audience of the scheduler's OIDC token.
+RECOVERY_URL="https://$REGION-$PROJECT.cloudfunctions.net/$RECOVERY_FUNCTION"
+DESCRIBE_JOB=(gcloud scheduler jobs describe "$RECOVERY_JOB" "--location=$REGION"
+  "--project=$PROJECT" "--format=value(name)")
+echo "Checking whether the recovery schedule exists: $(command_line "${DESCRIBE_JOB[@]}")"
+if "${DESCRIBE_JOB[@]}" >/dev/null 2>&1; then
+  JOB_VERB="update"
+else
+  JOB_VERB="create"
+fi
+
 # --- staging ------------------------------------------------------------------------------------
 
 WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/worker-llm-client-deploy.XXXXXX")"
@@ -321,9 +352,9 @@ stage_source() {
   cat >"$STAGE_DIR/main.py" <<PY
 """Generated by deploy/deploy.sh: Cloud Functions loads main.py; the code lives in $ENTRY_FILE."""
 
-from ${ENTRY_FILE%.py} import $ENTRY_POINT
+from ${ENTRY_FILE%.py} import $ENTRY_POINT, $RECOVERY_ENTRY_POINT
 
-__all__ = ["$ENTRY_POINT"]
+__all__ = ["$ENTRY_POINT", "$RECOVERY_ENTRY_POINT"]
 PY
   if ! (cd "$REPO_ROOT" && uv export --format requirements.txt --no-dev --no-hashes \
     --no-emit-project --frozen --quiet --output-file "$STAGE_DIR/requirements.txt" >/dev/null); then
@@ -403,9 +434,15 @@ TRIGGER_MEMBER="serviceAccount:$TRIGGER_SA"
 plan "runtime SA: read/write Firestore documents (project level)" \
   gcloud projects add-iam-policy-binding "$PROJECT" "--member=$RUNTIME_MEMBER" \
   --role=roles/datastore.user --condition=None
-plan "runtime SA: read inputs and write artifacts in gs://$ARTIFACTS_BUCKET only" \
+# Create and view only: the worker never deletes or overwrites (create-only writes), so it must
+# not be able to, whatever a bug asks for; objectAdmin would let it erase other runs' reports.
+plan "runtime SA: create objects in gs://$ARTIFACTS_BUCKET (never overwrite or delete)" \
   gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
-  "--member=$RUNTIME_MEMBER" --role=roles/storage.objectAdmin "--project=$PROJECT" \
+  "--member=$RUNTIME_MEMBER" --role=roles/storage.objectCreator "--project=$PROJECT" \
+  --condition=None
+plan "runtime SA: read inputs and artifacts in gs://$ARTIFACTS_BUCKET" \
+  gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
+  "--member=$RUNTIME_MEMBER" --role=roles/storage.objectViewer "--project=$PROJECT" \
   --condition=None
 plan "runtime SA: read the Gemini key secret '$SECRET_NAME' only" \
   gcloud secrets add-iam-policy-binding "$SECRET_NAME" "--member=$RUNTIME_MEMBER" \
@@ -433,6 +470,29 @@ plan "trigger SA: invoke the function's Cloud Run service" \
   gcloud run services add-iam-policy-binding "$FUNCTION_NAME" "--region=$REGION" \
   "--project=$PROJECT" "--member=$TRIGGER_MEMBER" --role=roles/run.invoker --condition=None
 
+RECOVERY=(gcloud functions deploy "$RECOVERY_FUNCTION" --gen2 "--project=$PROJECT"
+  "--region=$REGION" "--runtime=$RUNTIME" "--source=$STAGE_DIR"
+  "--entry-point=$RECOVERY_ENTRY_POINT" "--service-account=$RUNTIME_SA"
+  "--timeout=${INVOCATION_TIMEOUT_SECONDS}s" --concurrency=1 --max-instances=1
+  "--env-vars-file=$ENV_VARS_FILE" "--set-secrets=$SECRET_ENV=$SECRET_REF"
+  --trigger-http --no-allow-unauthenticated)
+[[ -z "$MEMORY" ]] || RECOVERY+=("--memory=$MEMORY")
+[[ -z "$CPU" ]] || RECOVERY+=("--cpu=$CPU")
+[[ -z "$BUILD_SA" ]] \
+  || RECOVERY+=("--build-service-account=projects/$PROJECT/serviceAccounts/$BUILD_SA")
+plan "deploy (create or update) the stale-step recovery as an authenticated HTTP function" \
+  "${RECOVERY[@]}"
+
+SCHEDULER_MEMBER="serviceAccount:$SCHEDULER_SA"
+plan "scheduler SA: invoke the recovery function's Cloud Run service only" \
+  gcloud run services add-iam-policy-binding "$RECOVERY_FUNCTION" "--region=$REGION" \
+  "--project=$PROJECT" "--member=$SCHEDULER_MEMBER" --role=roles/run.invoker --condition=None
+plan "$JOB_VERB the Cloud Scheduler job calling the recovery every 10 minutes (OIDC)" \
+  gcloud scheduler jobs "$JOB_VERB" http "$RECOVERY_JOB" "--location=$REGION" \
+  "--project=$PROJECT" "--schedule=$RECOVERY_SCHEDULE" --time-zone=Etc/UTC \
+  "--uri=$RECOVERY_URL" --http-method=POST "--oidc-service-account-email=$SCHEDULER_SA" \
+  "--oidc-token-audience=$RECOVERY_URL" --attempt-deadline=30m
+
 print_plan() {
   local i file
   echo
@@ -443,6 +503,8 @@ print_plan() {
   echo "trigger:            $EVENT_TYPE on $COLLECTION/{runId}, location $TRIGGER_LOCATION"
   echo "runtime SA:         $RUNTIME_SA"
   echo "trigger SA:         $TRIGGER_SA"
+  echo "recovery:           $RECOVERY_FUNCTION ($RECOVERY_URL), $RECOVERY_SCHEDULE by $RECOVERY_JOB"
+  echo "scheduler SA:       $SCHEDULER_SA"
   echo "Gemini key:         $SECRET_ENV <- secret $SECRET_REF"
   echo "function:           $FUNCTION_STATE"
   echo
@@ -480,5 +542,6 @@ for i in "${!PLAN[@]}"; do
 done
 
 echo
-echo "Deployed $FUNCTION_NAME in $REGION (trigger $EVENT_TYPE on $COLLECTION/{runId})."
+echo "Deployed $FUNCTION_NAME in $REGION (trigger $EVENT_TYPE on $COLLECTION/{runId})"
+echo "and $RECOVERY_FUNCTION, called by $RECOVERY_JOB ($RECOVERY_SCHEDULE)."
 echo "Next: deploy/smoke.sh (see deploy/README.md)."

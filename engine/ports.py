@@ -97,9 +97,14 @@ class BlobTooLarge(Exception):
     """The object is larger than the caller's limit (only limit + 1 bytes were fetched)."""
 
 
+class BlobUndecodable(Exception):
+    """The object's stored encoding (gzip) does not decode: bad input, not an outage."""
+
+
 class BlobStore(Protocol):
     def read(self, uri: str, limit: int) -> bytes:
-        """Returns at most `limit` bytes; raises BlobTooLarge beyond, BlobNotFound if absent."""
+        """At most `limit` bytes, decoded when stored gzip-encoded; raises BlobTooLarge beyond,
+        BlobNotFound if absent, BlobUndecodable if its encoding is corrupt."""
         ...
 
     def exists(self, uri: str) -> bool: ...

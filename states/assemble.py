@@ -15,12 +15,17 @@ import msgspec
 from engine import jsontext
 from engine.contracts import ChartItem, ChartsManifest, LLMReportInputs, Step
 from engine.errors import ErrorCode, StepFailure
-from engine.ports import BlobNotFound, BlobTooLarge
+from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
 from engine.step_run import Context, StepRun
 from states.ready import LLM_REPORT
 
 JSON_LIMIT = 65536
 IMAGE_LIMIT = 262144
+# Memory per step is bounded by what is held at once: a manifest may list any number of items
+# (or one image a thousand times), so images are counted and summed before the model call.
+MAX_IMAGES = 16
+MAX_IMAGE_BYTES = 15 * 1024 * 1024
+MAX_PREVIOUS_REPORTS = 8  # each up to JSON_LIMIT, all of them in the prompt (tokens are paid)
 
 TASK = (
     "<task>\n"
@@ -48,11 +53,16 @@ def enter(run: StepRun) -> None:
 
     ohlcv = read_json(run, ohlcv_uri, "ohlcv")
     manifest = decode_manifest(read_json(run, manifest_uri, "charts_manifest"), manifest_uri)
-    charts = [item for item in manifest.items if item.png_gcs_uri]
+    charts = distinct_charts(manifest.items)
     run.log.info("charts_manifest_parsed", items=len(manifest.items), images=len(charts))
     if not charts:
         run.log.warning("charts_manifest_no_images", chartsManifestGcsUri=manifest_uri)
-    images = [read_image(run, item) for item in charts]
+    if len(charts) > MAX_IMAGES:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS,
+            f"charts manifest lists {len(charts)} distinct images; at most {MAX_IMAGES} per step",
+        )
+    images = read_images(run, charts)
     reports = [(label, uri, read_json(run, uri, "previous_report")) for label, uri in report_refs]
 
     assert run.prompt is not None
@@ -106,6 +116,12 @@ def output_uri(run: StepRun, step_id: str, field: str, *, legacy: bool) -> str:
 
 def previous_reports(run: StepRun, inputs: LLMReportInputs) -> list[tuple[str, str]]:
     """(label, uri) of each previous report, in input order; `gcs_uri` wins over `stepId`."""
+    count = len(inputs.previous_report_step_ids) + len(inputs.previous_reports)
+    if count > MAX_PREVIOUS_REPORTS:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS,
+            f"{count} previous reports; at most {MAX_PREVIOUS_REPORTS} per step",
+        )
     refs = [(sid, report_step_uri(run, sid)) for sid in inputs.previous_report_step_ids]
     for index, ref in enumerate(inputs.previous_reports):
         if ref.gcs_uri:
@@ -150,6 +166,10 @@ def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
         raise StepFailure(
             ErrorCode.INVALID_STEP_INPUTS, f"{kind} object not found: {uri}"
         ) from None
+    except BlobUndecodable:
+        raise StepFailure(
+            ErrorCode.INVALID_STEP_INPUTS, f"{kind} content encoding does not decode: {uri}"
+        ) from None
     except BlobTooLarge:
         event = "chart_image_too_large" if kind == "chart_image" else "context_json_too_large"
         run.log.warning(event, kind=kind, gcsUri=uri, limitBytes=limit)
@@ -191,6 +211,31 @@ def decode_manifest(value: Any, uri: str) -> ChartsManifest:
         raise StepFailure(
             ErrorCode.INVALID_STEP_INPUTS, f"charts manifest does not match its schema: {uri}"
         ) from None
+
+
+def distinct_charts(items: list[ChartItem]) -> list[ChartItem]:
+    """Items with an image, each image once (the first item naming a URI describes it)."""
+    seen: set[str] = set()
+    charts: list[ChartItem] = []
+    for item in items:
+        if item.png_gcs_uri and item.png_gcs_uri not in seen:
+            seen.add(item.png_gcs_uri)
+            charts.append(item)
+    return charts
+
+
+def read_images(run: StepRun, charts: list[ChartItem]) -> list[bytes]:
+    images: list[bytes] = []
+    total = 0
+    for item in charts:
+        images.append(read_image(run, item))
+        total += len(images[-1])
+        if total > MAX_IMAGE_BYTES:
+            raise StepFailure(
+                ErrorCode.INVALID_STEP_INPUTS,
+                f"chart images exceed {MAX_IMAGE_BYTES} bytes in total for one step",
+            )
+    return images
 
 
 def read_image(run: StepRun, item: ChartItem) -> bytes:

@@ -6,6 +6,7 @@ Claims and finalizes are only ever tested against the Firestore emulator, which 
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -15,7 +16,7 @@ from google.cloud import storage  # type: ignore[attr-defined]
 
 from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
-from engine.ports import BlobTooLarge
+from engine.ports import BlobTooLarge, BlobUndecodable
 from engine.runner import Event, Stranded
 from tests import scenario
 from tests.fakes import ExplodingLLM, FinalizeDown, FinalizeExplodes, GoodLLM, worker
@@ -280,3 +281,35 @@ def test_an_unexpected_finalize_exception_strands_the_step_and_is_logged(firesto
     [logged] = [e for e in lines if e["event"] == "worker_exception"]
     assert (logged["state"], logged["exceptionType"]) == ("RUNNING_finalize", "RuntimeError")
     assert scenario.step_of(firestore)["status"] == "RUNNING"
+
+
+def test_a_gzip_encoded_object_is_decoded_within_the_limit_and_never_beyond(gcs, monkeypatch):
+    """Cloud Storage would decompress it on the way and ignore the range; the adapter reads the
+    stored bytes (at most limit + 1) and stops decoding one byte past the limit."""
+    gcs.create_bucket("bkt-gz")
+    small = json.dumps({"candles": [[1, 2, 3]]}).encode()
+    huge = json.dumps({"pad": "x" * 5_000_000}).encode()
+    for name, data in (("small.json", small), ("huge.json", huge)):
+        blob = gcs.bucket("bkt-gz").blob(name)
+        blob.content_encoding = "gzip"
+        blob.upload_from_string(gzip.compress(data), content_type="application/json")
+    fetched: list[int] = []
+    original = storage.Blob.download_as_bytes
+
+    def spy(self, *args, **kwargs):
+        assert kwargs.get("raw_download") is True
+        data = original(self, *args, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(storage.Blob, "download_as_bytes", spy)
+    blobs = GcsBlobStore(gcs)
+    assert blobs.read("gs://bkt-gz/small.json", 65536) == small
+    with pytest.raises(BlobTooLarge):
+        blobs.read("gs://bkt-gz/huge.json", 65536)
+    assert max(fetched) <= 65537
+    corrupt = gcs.bucket("bkt-gz").blob("corrupt.json")
+    corrupt.content_encoding = "gzip"
+    corrupt.upload_from_string(b"\x1f\x8b\x08\x00not gzip at all", content_type="application/json")
+    with pytest.raises(BlobUndecodable):
+        blobs.read("gs://bkt-gz/corrupt.json", 65536)

@@ -39,11 +39,20 @@ SECRET = "gemini-api-key"
 PROMPT_ID = "llm_prompt_1M_report_v1_0"
 SCHEMA_ID = "llm_schema_1M_report_v1_0"
 FAKE_TOKEN = "fake-access-token"
-MUTATING = ("add-iam-policy-binding", "functions deploy", "storage cp", "storage rm")
+MUTATING = (
+    "add-iam-policy-binding",
+    "functions deploy",
+    "storage cp",
+    "storage rm",
+    "scheduler jobs create",
+    "scheduler jobs update",
+)
+SCHEDULER_SA = "scheduler@demo-project.iam.gserviceaccount.com"
 
 # Everything the scripts read, so that the developer's own shell cannot leak into a test.
 SCRIPT_VARIABLES = {
-    "PROJECT", "REGION", "FIRESTORE_DATABASE", "RUNTIME_SA", "TRIGGER_SA", "ARTIFACTS_BUCKET",
+    "PROJECT", "REGION", "FIRESTORE_DATABASE", "RUNTIME_SA", "TRIGGER_SA", "SCHEDULER_SA",
+    "ARTIFACTS_BUCKET",
     "ARTIFACTS_PREFIX", "GEMINI_SECRET", "GEMINI_KEYS_SECRET", "GEMINI_API_KEY_ID",
     "GEMINI_SECRET_VERSION", "GEMINI_ALLOWED_MODELS", "ENV", "LOG_LEVEL", "FUNCTION_NAME",
     "FINALIZE_BUDGET_SECONDS", "GEMINI_TIMEOUT_SECONDS", "FLOW_RUNS_COLLECTION",
@@ -199,7 +208,7 @@ def test_deploy_dry_run_prints_the_whole_plan_and_changes_nothing(fakes: Fakes) 
     assert result.returncode == 0, result.stderr
     commands = plan_commands(result.stdout)
 
-    [deploy] = find(commands, "gcloud", "functions", "deploy")
+    [deploy] = find(commands, "gcloud", "functions", "deploy", "worker-llm-client")
     assert deploy[3] == "worker-llm-client"
     for flag in (
         "--gen2",
@@ -218,7 +227,8 @@ def test_deploy_dry_run_prints_the_whole_plan_and_changes_nothing(fakes: Fakes) 
         f"--trigger-service-account={TRIGGER_SA}",
     ):
         assert flag in deploy, flag
-    assert not [a for a in deploy if a.startswith(("--memory", "--cpu", "--set-env-vars"))]
+    assert "--memory=512Mi" in deploy  # sized by bench/memory.py
+    assert not [a for a in deploy if a.startswith(("--cpu", "--set-env-vars"))]
     assert any(a.startswith("--env-vars-file=") for a in deploy)
     assert any(a.startswith("--source=") for a in deploy)
 
@@ -226,22 +236,27 @@ def test_deploy_dry_run_prints_the_whole_plan_and_changes_nothing(fakes: Fakes) 
     datastore = binding(commands, "roles/datastore.user")
     assert datastore[:4] == ["gcloud", "projects", "add-iam-policy-binding", PROJECT]
     assert f"--member={runtime}" in datastore
-    storage = binding(commands, "roles/storage.objectAdmin")
-    assert storage[:5] == [
-        "gcloud",
-        "storage",
-        "buckets",
-        "add-iam-policy-binding",
-        f"gs://{BUCKET}",
-    ]
-    assert f"--member={runtime}" in storage
+    # Create and view only: never objectAdmin, which could delete or overwrite reports.
+    assert not [argv for argv in commands if "--role=roles/storage.objectAdmin" in argv]
+    for role in ("roles/storage.objectCreator", "roles/storage.objectViewer"):
+        storage = binding(commands, role)
+        assert storage[:5] == [
+            "gcloud",
+            "storage",
+            "buckets",
+            "add-iam-policy-binding",
+            f"gs://{BUCKET}",
+        ]
+        assert f"--member={runtime}" in storage
     secret = binding(commands, "roles/secretmanager.secretAccessor")
     assert secret[:4] == ["gcloud", "secrets", "add-iam-policy-binding", SECRET]
     assert f"--member={runtime}" in secret
     receiver = binding(commands, "roles/eventarc.eventReceiver")
     assert receiver[:4] == ["gcloud", "projects", "add-iam-policy-binding", PROJECT]
     assert f"--member={trigger}" in receiver
-    invoker = binding(commands, "roles/run.invoker")
+    [invoker] = [
+        a for a in commands if "--role=roles/run.invoker" in a and a[4] == "worker-llm-client"
+    ]
     assert invoker[:5] == [
         "gcloud",
         "run",
@@ -274,6 +289,7 @@ def test_deploy_dry_run_prints_the_whole_plan_and_changes_nothing(fakes: Fakes) 
     assert [argv[:3] for argv in fakes.gcloud()] == [
         ["firestore", "databases", "describe"],
         ["functions", "describe", "worker-llm-client"],
+        ["scheduler", "jobs", "describe"],
     ]
     assert list(fakes.tmp.iterdir()) == [], "the staging directory must be removed"
 
@@ -322,7 +338,9 @@ def test_deploy_multi_region_database_needs_an_explicit_trigger_location(
         assert location in result.stderr and "--trigger-location" in result.stderr
         return
     assert result.returncode == 0, result.stderr
-    [deploy] = find(plan_commands(result.stdout), "gcloud", "functions", "deploy")
+    [deploy] = find(
+        plan_commands(result.stdout), "gcloud", "functions", "deploy", "worker-llm-client"
+    )
     assert "--trigger-location=nam5" in deploy and f"--region={REGION}" in deploy
 
 
@@ -334,7 +352,8 @@ def test_deploy_fails_clearly_when_the_database_cannot_be_read(fakes: Fakes) -> 
 
 
 @pytest.mark.parametrize(
-    "missing", ["PROJECT", "REGION", "RUNTIME_SA", "ARTIFACTS_BUCKET", "GEMINI_SECRET"]
+    "missing",
+    ["PROJECT", "REGION", "RUNTIME_SA", "TRIGGER_SA", "ARTIFACTS_BUCKET", "GEMINI_SECRET"],
 )
 def test_deploy_names_a_missing_required_variable(fakes: Fakes, missing: str) -> None:
     env = {k: v for k, v in DEPLOY_ENV.items() if k != missing}
@@ -365,7 +384,7 @@ def test_deploy_rotation_mode_mounts_the_keys_secret(fakes: Fakes) -> None:
     result = fakes.run(DEPLOY, "--dry-run", env=env)
     assert result.returncode == 0, result.stderr
     commands = plan_commands(result.stdout)
-    [deploy] = find(commands, "gcloud", "functions", "deploy")
+    [deploy] = find(commands, "gcloud", "functions", "deploy", "worker-llm-client")
     assert f"--set-secrets=GEMINI_API_KEYS_JSON=projects/{PROJECT}/secrets/gemini-keys:latest" in (
         deploy
     )
@@ -391,10 +410,11 @@ def test_deploy_with_yes_runs_the_plan_in_order(fakes: Fakes) -> None:
     verbs = [" ".join(argv[:3]) for argv in ran]
     deploy_at = verbs.index("functions deploy worker-llm-client")
     invoker_at = next(i for i, argv in enumerate(ran) if "--role=roles/run.invoker" in argv)
-    assert deploy_at < invoker_at == len(ran) - 1
+    assert deploy_at < invoker_at
     assert all("add-iam-policy-binding" in argv for argv in ran[:deploy_at])
+    assert verbs[-1] == "scheduler jobs create"  # last: it calls a function deployed before it
 
-    [deploy] = [c for c in fakes.calls() if c["argv"][:2] == ["functions", "deploy"]]
+    [deploy, _] = [c for c in fakes.calls() if c["argv"][:2] == ["functions", "deploy"]]
     files = deploy["source_files"]
     assert {"entry.py", "main.py", "requirements.txt", "engine/runner.py"} <= set(files)
     assert not [f for f in files if f.split("/")[0] in {"tests", "devstack", "tools", "examples"}]
@@ -403,7 +423,7 @@ def test_deploy_with_yes_runs_the_plan_in_order(fakes: Fakes) -> None:
     assert re.search(r"^google-genai==", requirements, re.MULTILINE)
     assert not re.search(r"^(pytest|ruff|mypy|syrupy)==", requirements, re.MULTILINE)
     assert not re.search(r"^(-e |\.|/|worker-llm-client)", requirements, re.MULTILINE)
-    assert "from entry import on_flow_run_updated\n" in deploy["main_py"]
+    assert "from entry import on_flow_run_updated, recover_stale_steps\n" in deploy["main_py"]
     assert "--hash" not in requirements and "-e " not in requirements
     env_file = deploy["env_vars_file"]
     assert "GEMINI_ALLOWED_MODELS: 'gemini-2.5-flash,gemini-2.5-pro'\n" in env_file
@@ -551,4 +571,56 @@ def test_smoke_refuses_a_negative_prompt_that_exists(fakes: Fakes) -> None:
     result = fakes.run(SMOKE, "--yes", env={**SMOKE_ENV, "FAKE_EXISTING_DOCS": existing})
     assert result.returncode != 0
     assert "MISSING_PROMPT_ID" in result.stderr
+    assert fakes.mutating() == []
+
+
+def test_deploy_refuses_the_runtime_account_as_trigger_identity(fakes: Fakes) -> None:
+    result = fakes.run(DEPLOY, "--dry-run", env={**DEPLOY_ENV, "TRIGGER_SA": RUNTIME_SA})
+    assert result.returncode != 0
+    assert "TRIGGER_SA must be its own service account" in result.stderr
+    assert fakes.calls() == []
+
+
+@pytest.mark.parametrize(("exists", "verb"), [("0", "create"), ("1", "update")])
+def test_deploy_schedules_the_stale_step_recovery(fakes: Fakes, exists: str, verb: str) -> None:
+    """recover_stale_steps is deployed as an authenticated HTTP function, and a Cloud Scheduler
+    job calls it every 10 minutes with an OIDC token of its own account (COMMON.md §2)."""
+    env = {**DEPLOY_ENV, "SCHEDULER_SA": SCHEDULER_SA, "FAKE_SCHEDULER_JOB_EXISTS": exists}
+    result = fakes.run(DEPLOY, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    commands = plan_commands(result.stdout)
+    deploys = find(commands, "gcloud", "functions", "deploy")
+    [recovery] = [argv for argv in deploys if argv[3] == "worker-llm-client-recover"]
+    for flag in (
+        "--entry-point=recover_stale_steps",
+        "--trigger-http",
+        "--no-allow-unauthenticated",
+        f"--service-account={RUNTIME_SA}",
+        "--timeout=780s",
+        "--memory=512Mi",
+    ):
+        assert flag in recovery, flag
+    assert "--allow-unauthenticated" not in recovery
+    assert not [a for a in recovery if a.startswith("--trigger-event-filters")]
+    url = f"https://{REGION}-{PROJECT}.cloudfunctions.net/worker-llm-client-recover"
+    [job] = find(commands, "gcloud", "scheduler", "jobs", verb, "http")
+    for flag in (
+        "--schedule=*/10 * * * *",
+        f"--uri={url}",
+        "--http-method=POST",
+        f"--oidc-service-account-email={SCHEDULER_SA}",
+        f"--oidc-token-audience={url}",
+        f"--location={REGION}",
+    ):
+        assert flag in job, flag
+    [invoker] = [a for a in commands if f"serviceAccount:{SCHEDULER_SA}" in " ".join(a)]
+    assert invoker[:5] == [
+        "gcloud",
+        "run",
+        "services",
+        "add-iam-policy-binding",
+        "worker-llm-client-recover",
+    ]
+    assert "--role=roles/run.invoker" in invoker
+    assert commands.index(recovery) < commands.index(invoker) < commands.index(job)
     assert fakes.mutating() == []

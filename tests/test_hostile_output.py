@@ -164,3 +164,39 @@ def test_a_schema_the_linear_engine_cannot_take_is_refused_before_any_call(
     assert (step["status"], step["error"]["code"]) == ("FAILED", "LLM_PROFILE_INVALID")
     assert "pattern_not_linear_time" in step["error"]["message"]
     assert world.gemini.requests == []
+
+
+def manifest_of(world: World, uris: list[str]) -> None:
+    """Replaces the charts manifest by a small one listing `uris` (short items)."""
+    uri = scenario.flow_run()["steps"][scenario.CHARTS_STEP]["outputs"]["gcs_uri"]
+    items = [{"png_gcs_uri": image} for image in uris]
+    scenario.upload(world.gcs, uri, json.dumps({"items": items}, separators=(",", ":")).encode())
+
+
+def test_one_image_listed_a_thousand_times_is_read_and_sent_once(world: World):
+    doc = scenario.seed(world.db, world.gcs)
+    image = f"gs://{scenario.BUCKET}/c/p.png"
+    scenario.upload(world.gcs, image, scenario.png(8, 6, (1, 2, 3)), "image/png")
+    manifest_of(world, [image] * 1000)
+
+    step, logs = run(world, doc, scenario.report_text())
+
+    assert step["status"] == "SUCCEEDED"
+    parts = world.gemini.requests[0].body["contents"][0]["parts"]
+    assert len([p for p in parts if "inlineData" in p]) == 1
+    assert logs.count('"event":"chart_image_loaded"') == 1
+
+
+def test_more_than_sixteen_distinct_images_fail_before_any_is_read(world: World):
+    doc = scenario.seed(world.db, world.gcs)
+    images = [f"gs://{scenario.BUCKET}/c/{n}.png" for n in range(17)]
+    for image in images:
+        scenario.upload(world.gcs, image, scenario.png(2, 2, (9, 9, 9)), "image/png")
+    manifest_of(world, images)
+
+    step, logs = run(world, doc)
+
+    assert (step["status"], step["error"]["code"]) == ("FAILED", "INVALID_STEP_INPUTS")
+    assert "17 distinct images; at most 16" in step["error"]["message"]
+    assert '"chart_image_loaded"' not in logs
+    assert world.gemini.requests == []

@@ -4,6 +4,7 @@ Every call is appended to $FAKE_LOG as one JSON line. Read-only queries are answ
 environment:
   FAKE_FIRESTORE_LOCATION   locationId of `firestore databases describe` (empty: exit 1)
   FAKE_FUNCTION_EXISTS      "1": `functions describe` succeeds; otherwise exit 1 (not found)
+  FAKE_SCHEDULER_JOB_EXISTS "1": `scheduler jobs describe` succeeds; otherwise exit 1
   FAKE_LOGS                 "none": `logging read` prints nothing; otherwise one matching event
   FAKE_GCLOUD_FAIL_ON       exit 1 for any call whose joined argv contains this text
   FAKE_STATE_DIR            where `storage cp` / `storage rm` keep the fake bucket contents
@@ -70,6 +71,11 @@ def main(args: list[str]) -> int:
             print("ERROR: (gcloud.functions.describe) NOT_FOUND", file=sys.stderr)
             return 1
         print("projects/p/locations/r/functions/f")
+    elif args[:3] == ["scheduler", "jobs", "describe"]:
+        if os.environ.get("FAKE_SCHEDULER_JOB_EXISTS") != "1":
+            print("ERROR: (gcloud.scheduler.jobs.describe) NOT_FOUND", file=sys.stderr)
+            return 1
+        print("projects/p/locations/r/jobs/j")
     elif args[:2] == ["auth", "print-access-token"]:
         print(TOKEN)
     elif args[:2] == ["storage", "cp"]:
