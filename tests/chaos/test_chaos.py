@@ -23,6 +23,7 @@ import pytest
 
 from adapters.gcs import UPLOAD_TIMEOUT_S
 from devstack.bridge import EventBridge
+from devstack.fault_proxy import Fault, FaultProxy
 from devstack.gemini_stub import Reply, error, ok
 from devstack.services import FunctionServer, LogMark
 from tests.chaos.harness import (
@@ -51,10 +52,12 @@ from tests.chaos.harness import (
     seed_runs,
     statuses,
     steps,
+    storage_client,
     wait_for,
     wait_settled,
 )
 from tests.conftest import PROJECT
+from tests.contracts import load
 
 SEED = 20260101
 # Short enough that a "slow" stub reply (6 s) is a Gemini timeout, long enough for the rest.
@@ -350,8 +353,20 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
     )
     assert not violations, verdict(violations)
     assert crashes == sigkills == len(CRASH_STATES) + 1  # + the recover crash of the finalize run
-    assert summary == {"runsScanned": len(runs), "stale": 5, "recovered": 0, "expired": 5}
-    assert again == {"runsScanned": len(runs), "stale": 0, "recovered": 0, "expired": 0}
+    assert summary == {
+        "runsScanned": len(runs),
+        "stale": 5,
+        "recovered": 0,
+        "expired": 5,
+        "probeFailed": 0,
+    }
+    assert again == {
+        "runsScanned": len(runs),
+        "stale": 0,
+        "recovered": 0,
+        "expired": 0,
+        "probeFailed": 0,
+    }
     assert result.statuses == Counter({"SUCCEEDED": 2, "FAILED": 5})
 
 
@@ -930,6 +945,140 @@ def test_storage_down_through_the_write_fails_the_step_in_time(
             violations=len(violations),
             answered=answer,
             write_seconds=f"{write_seconds:.1f}",
+            seconds=f"{time.monotonic() - started:.1f}",
+        ),
+    )
+    assert not violations, verdict(violations)
+
+
+# --------------------------------------------------------------------------------------
+# 3c. Cloud Storage failing while RUNNING steps are probed (events and stale recovery)
+# --------------------------------------------------------------------------------------
+
+# Every probe fails this way while the faults are on: a missing permission for most runs, a
+# dropped connection (storage unreachable; the client retries up to the 20 s read timeout)
+# for one.
+PROBE_RUNS = 6
+
+
+@pytest.fixture(scope="module")
+def probe_proxy(fake_gcs) -> Iterator[FaultProxy]:
+    with FaultProxy(fake_gcs.endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def probe_servers(function_server_factory, probe_proxy) -> list[FunctionServer]:
+    env = {**BASE_ENV, "STORAGE_EMULATOR_HOST": probe_proxy.endpoint}
+    return [function_server_factory({**env, "INSTANCE": f"chaos-probe-{n}"}) for n in "ab"]
+
+
+def claimed_long_ago(run: ChaosRun) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(json.dumps(run.doc))
+    step = doc["steps"][run.step_id]
+    step["status"] = "RUNNING"
+    step["outputs"] = {"execution": {"timing": {"startedAt": "2026-01-01T00:00:00.000001Z"}}}
+    return doc
+
+
+def report_of(run: ChaosRun) -> bytes:
+    report = load("examples/llm_report_file.example.json")
+    report["metadata"].update(runId=run.run_id, stepId=run.step_id, timeframe=run.timeframe)
+    return json.dumps(report).encode()
+
+
+def test_storage_failing_during_recovery_probes(
+    firestore, gcs, gemini, probe_proxy: FaultProxy, probe_servers, capsys
+):
+    """RUNNING steps (half of them with their report already written) are probed while Cloud
+    Storage fails: every probe ends at once with one error and writes nothing, events and the
+    stale-step scan alike. Once storage is back, recovery ends every step: adopted from its
+    report, or failed STEP_LEASE_EXPIRED."""
+    started = time.monotonic()
+    runs = make_runs("pf", PROBE_RUNS)
+    with_report = {run.run_id for run in runs[::2]}
+    seed_registries(firestore)
+    seed_objects(gcs, runs)
+    for run in runs:
+        firestore.collection("flow_runs").document(run.run_id).set(claimed_long_ago(run))
+        if run.run_id in with_report:
+            gcs.bucket(BUCKET).blob(run.artifact_name).upload_from_string(report_of(run))
+    unreachable = runs[1]
+    probe_proxy.clear()
+    probe_proxy.inject(Fault(drop=True, method="GET", path=f"/o/{unreachable.run_id}"))
+    probe_proxy.inject(Fault(status=403, method="GET", path="/o/20260101-"))
+    urls = [s.url for s in probe_servers]
+    marks = [s.mark() for s in probe_servers]
+
+    with StepHistory(firestore, runs) as history:
+        before = fingerprint(firestore, runs)
+        faulted = Deliveries(timeout=60)
+        faulted_status = faulted.storm(
+            [(url, run.event(claimed_long_ago(run))) for run in runs for url in urls * 2],
+            seed=SEED,
+        )
+        proxied = storage_client(probe_proxy.endpoint)
+        worker, model, recovery_log = recovery_worker(firestore, proxied)
+        during = worker.recover_stale(0.001)
+        history.wait_caught_up(firestore, runs)
+        untouched = fingerprint(firestore, runs)
+        injected = len(probe_proxy.injected)
+
+        probe_proxy.clear()
+        healed = Deliveries(timeout=60)
+        healed_status = healed.storm(
+            [(url, run.event(claimed_long_ago(run))) for run in runs for url in urls], seed=SEED
+        )
+        after = worker.recover_stale(0.001)
+        history.wait_caught_up(firestore, runs)
+
+    per_invocation = [
+        Counter(e.get("eventId") for e in server.log_json_lines(mark))
+        for server, mark in zip(probe_servers, marks, strict=True)
+    ]
+    sources = {**log_sources(probe_servers), "recovery log": recovery_log.getvalue()}
+    result = audit(firestore, gcs, runs, sources=sources, texts=forbidden_texts())
+    final = steps(firestore, runs)
+    violations = result.violations + history.violations()
+    violations += [f"during the faults: {v}" for v in changed(before, untouched)]
+    violations += [f"faulted delivery answered {s}" for s in faulted_status if s != 200]
+    violations += [f"healed delivery answered {s}" for s in healed_status if s != 200]
+    loudest = max((n for counts in per_invocation for n in counts.values()), default=0)
+    if loudest > 20:
+        violations.append(f"an invocation logged {loudest} lines (a loop)")
+    probe_errors = sum(
+        1
+        for server, mark in zip(probe_servers, marks, strict=True)
+        for e in server.log_json_lines(mark)
+        if e.get("event") == "probe_failed"
+    )
+    if probe_errors != faulted.total:
+        violations.append(f"{probe_errors} probe errors for {faulted.total} faulted deliveries")
+    if during["probeFailed"] != len(runs) or during["stale"]:
+        violations.append(f"stale scan during the faults: {during}")
+    for run in runs:
+        status, code = ended(final[run.run_id][0] or {})
+        expected = (
+            ("SUCCEEDED", None) if run.run_id in with_report else ("FAILED", "STEP_LEASE_EXPIRED")
+        )
+        if (status, code) != expected:
+            violations.append(f"{run.run_id}: ended {status} {code}, expected {expected}")
+    if model.calls or gemini.requests:
+        violations.append("a probe or a recovery called the model")
+
+    show(
+        capsys,
+        figures(
+            "storage_failing_during_probes",
+            runs=len(runs),
+            deliveries=faulted.total + healed.total,
+            crashes=0,
+            faults=injected,
+            violations=len(violations),
+            probe_errors=probe_errors,
+            loudest_invocation_lines=loudest,
+            recovered=after["recovered"],
+            expired=after["expired"],
             seconds=f"{time.monotonic() - started:.1f}",
         ),
     )

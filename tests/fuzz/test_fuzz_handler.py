@@ -20,6 +20,7 @@ from devstack.cloudevents import firestore_update_event
 from engine.errors import ErrorCode, Ignored, NoOp
 from engine.ports import LLMCallFailed, LLMRequest, LLMResponse
 from tests import scenario
+from tests.contracts import load
 from tests.fakes import worker
 
 CATALOGUED = {str(c) for c in ErrorCode} | {str(n) for n in NoOp} | {str(i) for i in Ignored}
@@ -29,6 +30,13 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 STEP_IDS = [scenario.STEP, scenario.OHLCV_STEP, scenario.CHARTS_STEP]
+ATTRIBUTES = {
+    "id": "fuzz",
+    "source": "//firestore.googleapis.com/projects/demo-tda/databases/(default)",
+    "type": "google.cloud.firestore.document.v1.updated",
+    "subject": f"documents/flow_runs/{scenario.RUN_ID}",
+    "specversion": "1.0",
+}
 
 keys = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=10
@@ -144,14 +152,7 @@ def test_any_flow_run_document(firestore, gcs, doc, model, with_value):
     _, body = firestore_update_event(
         project="demo-tda", run_id=scenario.RUN_ID, document=doc if with_value else None
     )
-    attributes = {
-        "id": "fuzz",
-        "source": "//firestore.googleapis.com/projects/demo-tda/databases/(default)",
-        "type": "google.cloud.firestore.document.v1.updated",
-        "subject": f"documents/flow_runs/{scenario.RUN_ID}",
-        "specversion": "1.0",
-    }
-    outcome = w.handle(to_event(CloudEvent(attributes, body), "demo-tda"))
+    outcome = w.handle(to_event(CloudEvent(ATTRIBUTES, body), "demo-tda"))
     assert_catalogued(outcome)
     after = statuses_of(firestore)
     stuck = [s for s, status in after.items() if status == "RUNNING" and before.get(s) != "RUNNING"]
@@ -188,3 +189,70 @@ def test_any_cloud_event(firestore, gcs, event_type, subject, body):
     outcome = w.handle(to_event(CloudEvent(attributes, body), "demo-tda"))
     assert_catalogued(outcome)
     assert "RUNNING" not in statuses_of(firestore).values()
+
+
+# --- hostile model output -----------------------------------------------------------------------
+
+STRICT_SCHEMA_ID = "llm_schema_1M_report_v90_0"
+hostile_keys = st.one_of(
+    st.text(min_size=8, max_size=40),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=8, max_size=12).map(lambda k: k * 40),
+    st.sampled_from(["summary.markdown", "$ref", "<key>", "details", "a" * 5000]),
+)
+
+
+@st.composite
+def hostile_outputs(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """Model text built to escape: chosen keys, non-finite numbers, nesting past any limit."""
+    keys = draw(st.lists(hostile_keys, min_size=1, max_size=4, unique=True))
+    details = {key: draw(st.integers() | st.text(max_size=5) | st.just([])) for key in keys}
+    depth = draw(st.sampled_from([0, 3, 70, 5000]))
+    nested = "[" * depth + json.dumps(details) + "]" * depth  # json.dumps would recurse
+    text = '{"summary": {"markdown": "m"}, "details": {"x": ' + nested + "}}"
+    if draw(st.booleans()):
+        text = text.replace("[]", draw(st.sampled_from(["NaN", "Infinity", "-Infinity"])), 1)
+    return text, keys
+
+
+class ScriptedModel:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def generate(self, request: LLMRequest, timeout_s: float) -> LLMResponse:
+        return LLMResponse(text=self.text, finish_reason="STOP")
+
+
+@FUZZ
+@given(output=hostile_outputs())
+def test_any_model_output(firestore, gcs, output):
+    """Whatever the model answers: the step ends, and what is stored or logged never carries a
+    key the model chose and stays within the message caps."""
+    text, keys = output
+    schema = load("examples/llm_schema.example.json")
+    schema["schemaId"] = STRICT_SCHEMA_ID
+    schema["jsonSchema"]["properties"]["details"] = {
+        "type": "object",
+        "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+    }
+    doc = scenario.flow_run()
+    doc["steps"][scenario.STEP]["inputs"]["llm"]["llmProfile"]["structuredOutput"]["schemaId"] = (
+        STRICT_SCHEMA_ID
+    )
+    scenario.seed(firestore, gcs, doc)
+    firestore.collection("llm_schemas").document(STRICT_SCHEMA_ID).set(schema)
+    w, sink = worker(firestore, gcs, ScriptedModel(text))
+
+    outcome = w.handle(to_event(CloudEvent(ATTRIBUTES, None), "demo-tda"))
+
+    assert_catalogued(outcome)
+    step = scenario.step_of(firestore)
+    assert step["status"] in ("SUCCEEDED", "FAILED")
+    error = step.get("error") or {}
+    message = str(error.get("message", ""))
+    assert len(message) <= 500 and len(message.encode("utf-8")) <= 512
+    stored = json.dumps(step, ensure_ascii=False)
+    for key in keys:
+        if key not in ("summary.markdown", "details", "<key>"):  # schema-side names may appear
+            assert key not in stored
+            assert key not in sink.getvalue()
+            assert json.dumps(key)[1:-1] not in sink.getvalue()
