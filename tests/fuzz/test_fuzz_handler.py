@@ -205,7 +205,9 @@ hostile_keys = st.one_of(
 def hostile_outputs(draw: st.DrawFn) -> tuple[str, list[str]]:
     """Model text built to escape: chosen keys, non-finite numbers, nesting past any limit."""
     keys = draw(st.lists(hostile_keys, min_size=1, max_size=4, unique=True))
-    details = {key: draw(st.integers() | st.text(max_size=5) | st.just([])) for key in keys}
+    details: dict[str, Any] = {
+        key: draw(st.integers() | st.text(max_size=5) | st.just([])) for key in keys
+    }
     depth = draw(st.sampled_from([0, 3, 70, 5000]))
     nested = "[" * depth + json.dumps(details) + "]" * depth  # json.dumps would recurse
     text = '{"summary": {"markdown": "m"}, "details": {"x": ' + nested + "}}"
