@@ -33,7 +33,7 @@ def simulate(config: SimConfig, prices: Sequence[float], dates: Sequence[str]) -
     `dates[i]` is the date of `prices[i]`; the engine never computes dates, since inline and
     history paths date their points differently (§6).
     """
-    _check_path(prices, dates)
+    _check_inputs(config, prices, dates)
     trace = simulate_trace(config, prices)
     labels = regime_labels(prices)
     regimes = [dominant_regime(labels, c.start_index, c.end_index) for c in trace.cycles]
@@ -80,8 +80,11 @@ def result_sha256(result: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(result)).hexdigest()
 
 
-def _check_path(prices: Sequence[float], dates: Sequence[str]) -> None:
+def _check_inputs(config: SimConfig, prices: Sequence[float], dates: Sequence[str]) -> None:
     """Guard the caller's side of the contract: validation must already have enforced it."""
+    capital = config.starting_capital
+    if not (math.isfinite(capital) and capital > 0.0) or config.max_cycles < 1:
+        raise ValueError("startingCapital must be finite and > 0, maxCycles >= 1")
     if not 1 <= len(prices) <= MAX_POINTS:
         raise ValueError(f"the price path must hold 1..{MAX_POINTS} points")
     if len(dates) != len(prices):

@@ -159,6 +159,14 @@ def test_a_path_that_validation_should_have_refused(prices: list[float], dates: 
         simulate(config(), prices, dates)
 
 
+@pytest.mark.parametrize(
+    ("capital", "max_cycles"), [(0.0, 10), (-1.0, 10), (math.nan, 10), (1e4, 0)]
+)
+def test_a_config_that_validation_should_have_refused(capital: float, max_cycles: int) -> None:
+    with pytest.raises(ValueError):
+        simulate(config(capital, max_cycles), [100.0], ["2024-01-01"])
+
+
 # -- canonical JSON ----------------------------------------------------------------------------
 
 
