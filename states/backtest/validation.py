@@ -155,23 +155,26 @@ def _check_engine_version(version: Any) -> None:
 
 
 def _date(value: Any, name: str) -> datetime.date:
-    """A calendar date from `YYYY-MM-DD[T...]` or a Firestore timestamp (its UTC date).
-
-    The Firestore client returns timestamps as `DatetimeWithNanoseconds`, a `datetime` subclass.
-    """
-    parsed: datetime.date | None = None
-    if isinstance(value, datetime.datetime):
-        moment = value.astimezone(datetime.UTC) if value.tzinfo is not None else value
-        parsed = moment.date()
-    elif isinstance(value, str) and (match := _DATE.fullmatch(value)):
-        year, month, day = (int(part) for part in match.groups())
-        try:
-            parsed = datetime.date(year, month, day)
-        except ValueError:
-            parsed = None
+    parsed = _calendar_date(value)
     if parsed is None or not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise _config(name, "must be a real date YYYY-MM-DD (year 1900..2099) or a timestamp")
     return parsed
+
+
+def _calendar_date(value: Any) -> datetime.date | None:
+    """The date of `YYYY-MM-DD[T...]` or of a Firestore timestamp (its UTC date), if any.
+
+    The Firestore client returns timestamps as `DatetimeWithNanoseconds`, a `datetime` subclass.
+    """
+    try:
+        if isinstance(value, datetime.datetime):
+            return (value.astimezone(datetime.UTC) if value.tzinfo is not None else value).date()
+        if isinstance(value, str) and (match := _DATE.fullmatch(value)):
+            year, month, day = (int(part) for part in match.groups())
+            return datetime.date(year, month, day)
+    except (ValueError, OverflowError):  # no such day; an offset pushing year 1 off the calendar
+        return None
+    return None
 
 
 def _data_source(value: Any) -> Literal["inline", "history"]:

@@ -317,6 +317,7 @@ def test_start_date_forms(raw: Any, expected: datetime.date) -> None:
         datetime.date(2024, 1, 1),
         datetime.datetime(1899, 12, 31, 23, tzinfo=datetime.UTC),
         datetime.datetime(2099, 12, 31, 23, tzinfo=utc_offset(-5)),
+        datetime.datetime(1, 1, 1, tzinfo=utc_offset(5)),
     ],
 )
 def test_start_date_rejected(raw: Any) -> None:
