@@ -49,8 +49,10 @@ IO_TIMEOUT_S = 10.0
 """§7 step 1's read timeout; the writes of a round get the same bound."""
 
 UPDATE_LOST = (*LOST_RACE, gexc.NotFound)
-"""Errors that prove a conditional update was not applied: someone else's write (or a delete)
-came between our read and our write."""
+"""Errors that send the round back to a fresh read: a racer's write (or a delete) came between
+our read and our write, or our own landed commit, replayed by the client's retry, failed its
+precondition. Either way this call has no reservation and the re-read counts on top of what is
+stored (module docstring)."""
 
 
 class Jitter(Protocol):
