@@ -1,0 +1,1 @@
+"""The CHART_EXPORT worker: its lifecycle table, one module per state, its contracts and ports."""
