@@ -13,12 +13,13 @@ from adapters.chart_img import (
     ChartImgHttp,
     FixtureChartApi,
     FixtureInvalid,
+    RawChartApi,
     RawResponse,
     RecordingChartApi,
     fixture_document,
 )
 from devstack.chart_img_stub import REPO_ROOT, STUB_PNG_PATH, ChartImgStub
-from states.chart_export.chart_api import fixture_stem
+from states.chart_export.chart_api import ChartApi, fixture_stem
 
 from .helpers import ACC_1, KEY_1, chart_request, keys
 
@@ -326,3 +327,15 @@ def test_fixture_document_shapes() -> None:
         "headers": {"content-type": "text/plain"},
         "text": "\ufffdbad",
     }
+
+
+def test_all_three_modes_implement_the_port(tmp_path: Path) -> None:
+    """Checked by mypy (structural typing) and at run time: the engine takes any of them."""
+    real = ChartImgHttp("http://127.0.0.1:9")
+    raw_port: RawChartApi = real
+    modes: list[ChartApi] = [
+        real,
+        FixtureChartApi(tmp_path),
+        RecordingChartApi(raw_port, tmp_path),
+    ]
+    assert all(callable(mode.render) for mode in modes)
