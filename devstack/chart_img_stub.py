@@ -328,7 +328,7 @@ def _dimension(body: Mapping[str, Any], name: str, default: int) -> int | None:
     return value
 
 
-def validate(parsed: _Parsed, plan: Plan) -> _Answer | None:
+def _validate(parsed: _Parsed, plan: Plan) -> _Answer | None:
     """Chart-IMG-like checks of a body no script entry answered; None when it would render."""
     if not parsed.ok:
         return _json_answer(400, {"message": "Invalid JSON Body"})
@@ -502,7 +502,7 @@ class ChartImgStub:
                         respond = self._config.script[entry_index].respond
                         answer = _scripted_answer(respond, self._png)
                     else:
-                        answer = validate(parsed, self._config.plan) or _Answer(
+                        answer = _validate(parsed, self._config.plan) or _Answer(
                             200, (("Content-Type", "image/png"),), self._png
                         )
             self._seen.append(
