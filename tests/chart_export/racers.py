@@ -49,7 +49,7 @@ def race(
     for t in threads:
         t.join()
     for c in clients:
-        c.close()  # type: ignore[no-untyped-call]
+        c.close()
     done = [r for r in results if r is not None]
     assert len(done) == reservers, "a reserver raised"
     return done

@@ -65,7 +65,7 @@ def test_utc_midnight_refuses_a_naive_datetime() -> None:
         "2025-12-15T00:00:00.000000Z",
         "2025-12-15T01:00:00+01:00",  # the same instant, another offset
         TODAY,
-        DatetimeWithNanoseconds(2025, 12, 15, tzinfo=UTC),  # type: ignore[no-untyped-call]
+        DatetimeWithNanoseconds(2025, 12, 15, tzinfo=UTC),
     ],
     ids=["rfc3339", "fraction", "offset", "datetime", "firestore_timestamp_as_read"],
 )

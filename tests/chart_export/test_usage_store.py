@@ -452,7 +452,7 @@ def test_firestore_down_is_store_unavailable_without_values(
         with pytest.raises(StoreUnavailable) as raised:
             getattr(store, call)("acc-secret-name", None, NOW)
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
     error = raised.value
     assert error.code is ErrorCode.FIRESTORE_UNAVAILABLE
     # an exception type name and nothing else: no account id, host, port or client text
