@@ -32,7 +32,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from adapters.firestore import LOST_RACE, bounded
-from engine.errors import ErrorCode, StoreUnavailable
+from engine.errors import Shared, StoreUnavailable
 from states.chart_export.usage import (
     JITTER_S,
     MAX_ATTEMPTS,
@@ -160,7 +160,7 @@ class FirestoreUsageStore:
 def _unavailable(what: str, exc: Exception) -> StoreUnavailable:
     """Names the exception type only: its text can carry document paths and hosts."""
     return StoreUnavailable(
-        ErrorCode.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
+        Shared.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
     )
 
 

@@ -1,14 +1,14 @@
-"""What Eventarc delivers for Firestore document events, turned into an `engine.runner.Event`.
+"""What Eventarc delivers for Firestore document events, turned into an `engine.cloudevent.Event`.
 
-Binary-mode CloudEvent; the body is a protobuf `DocumentEventData`. The subject names the flow
-run; the body's document value is only a hint, since Firestore stays the source of truth.
+Binary-mode CloudEvent; the body is a protobuf `DocumentEventData`. The subject names the
+document; the body's document value is only a hint, since Firestore stays the source of truth.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.runner import Event
+from engine.cloudevent import Event
 
 
 def trace_of(header: Any, project: str | None) -> str | None:

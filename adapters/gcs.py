@@ -1,14 +1,21 @@
-"""Cloud Storage: bounded reads of upstream artifacts and the create-only report write."""
+"""Cloud Storage: bounded reads of upstream artifacts and create-only artifact writes.
+
+The client is created on first use, once per process: importing and creating it costs most of a
+second, and most events never touch storage.
+"""
 
 from __future__ import annotations
 
+import functools
+import threading
 import zlib
+from datetime import datetime
+from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from engine.errors import ErrorCode, StoreUnavailable
+from engine.errors import Shared, StoreUnavailable
 from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
 
 READ_TIMEOUT_S = 20.0
@@ -39,12 +46,24 @@ def _gunzip(uri: str, data: bytes, limit: int) -> bytes:
     return decoded
 
 
-class GcsBlobStore:
-    def __init__(self, client: storage.Client) -> None:
-        self._client = client
+@functools.cache
+def client(project: str | None) -> Any:
+    from google.cloud import storage  # type: ignore[attr-defined]
 
-    def _blob(self, uri: str) -> storage.Blob:
+    return storage.Client(project=project)
+
+
+class GcsBlobStore:
+    def __init__(self, project: str | None = None, *, given: Any = None) -> None:
+        self._project = project
+        self._client = given
+        self._lock = threading.Lock()
+
+    def _blob(self, uri: str) -> Any:
         bucket, name = split_uri(uri)
+        with self._lock:
+            if self._client is None:
+                self._client = client(self._project)
         return self._client.bucket(bucket).blob(name)
 
     def read(self, uri: str, limit: int) -> bytes:
@@ -65,7 +84,7 @@ class GcsBlobStore:
             return b""  # an empty object has no byte 0
         except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
-                ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
+                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
             ) from None
         if len(data) > limit:
             raise BlobTooLarge(uri)
@@ -78,8 +97,21 @@ class GcsBlobStore:
             return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S, retry=READ_RETRY))
         except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
-                ErrorCode.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
+                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
             ) from None
+
+    def created(self, uri: str) -> datetime | None:
+        blob = self._blob(uri)
+        try:
+            blob.reload(timeout=READ_TIMEOUT_S, retry=READ_RETRY)
+        except gexc.NotFound:
+            return None
+        except (gexc.GoogleAPIError, OSError) as exc:
+            raise StoreUnavailable(
+                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
+            ) from None
+        moment: datetime | None = blob.time_created
+        return moment
 
     def create(self, uri: str, data: bytes, content_type: str) -> bool:
         """`if_generation_match=0`: the library's conditional retry is safe, and a 412 means an
@@ -96,6 +128,6 @@ class GcsBlobStore:
             return False
         except (gexc.GoogleAPIError, OSError) as exc:
             raise StoreUnavailable(
-                ErrorCode.GCS_WRITE_FAILED, f"gcs write failed: {type(exc).__name__}"
+                Shared.GCS_WRITE_FAILED, f"gcs write failed: {type(exc).__name__}"
             ) from None
         return True

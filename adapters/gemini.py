@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from engine.ports import FaultKind, LLMCallFailed, LLMRequest, LLMResponse
+from states.llm_client.ports import FaultKind, LLMCallFailed, LLMRequest, LLMResponse
 
 
 class GeminiLLM:

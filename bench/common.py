@@ -72,24 +72,24 @@ def stack() -> Iterator[Stack]:
         yield Stack(firestore, gcs, gemini, logs)
 
 
-def in_process_worker(stack: Stack, db: Any, gcs: Any, store_cls: Any = None) -> Any:
-    """The production adapters wired in this process (the Gemini adapter reaches the stub)."""
-    from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+def in_process_worker(stack: Stack, db: Any, gcs: Any, **overrides: Any) -> Any:
+    """The LLM worker built by the composition root in this process, on the production
+    adapters (given the bench's own clients) unless overridden; the Gemini adapter reaches
+    the stub."""
+    import compose
+    from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
     from adapters.gcs import GcsBlobStore
-    from adapters.gemini import GeminiLLM
-    from engine.config import WorkerConfig
-    from engine.log import EventLogger
-    from engine.ports import Ports
-    from engine.runner import Worker
+    from adapters.registries import PromptSchemaRegistry
 
-    config = WorkerConfig.from_env(stack.env)
-    ports = Ports(
-        store=(store_cls or FirestoreFlowRunStore)(db, "flow_runs"),
-        registry=FirestoreRegistry(db, "llm_prompts", "llm_schemas"),
-        blobs=GcsBlobStore(gcs),
-        llm=GeminiLLM(config.gemini.api_key),
-    )
-    return Worker(config, ports, EventLogger(env="bench", stream=io.StringIO()))
+    ports: dict[str, Any] = {
+        "store": FirestoreDocumentStore(None, "(default)", given=db),
+        "registry": PromptSchemaRegistry(
+            FirestoreRegistry(None, "(default)", given=db), "llm_prompts", "llm_schemas"
+        ),
+        "blobs": GcsBlobStore(given=gcs),
+    }
+    os.environ.update(stack.env)  # the Gemini SDK reads GOOGLE_GEMINI_BASE_URL
+    return compose.build("llm_client", stack.env, stream=io.StringIO(), **{**ports, **overrides})
 
 
 def summary(label: str, values_ms: list[float]) -> str:

@@ -21,7 +21,7 @@ CHILD = r"""
 import json, resource, sys, time, tracemalloc
 from bench.common import stack, in_process_worker
 from devstack.example import load_example
-from engine.runner import Event
+from engine.cloudevent import Event
 
 IMAGES, PREVIOUS = int(sys.argv[1]), int(sys.argv[2])
 

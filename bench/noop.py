@@ -6,18 +6,18 @@ import time
 from typing import Any
 
 from adapters.cloudevents import decode_body
-from adapters.firestore import FirestoreFlowRunStore
+from adapters.firestore import FirestoreDocumentStore
 from bench.common import in_process_worker, stack, summary
 from devstack.cloudevents import firestore_update_event
-from engine.runner import Event
+from engine.cloudevent import Event
 
 
-class CountingStore(FirestoreFlowRunStore):
+class CountingStore(FirestoreDocumentStore):
     reads = 0
 
-    def load(self, run_id: str) -> Any:
+    def get(self, collection: str, doc_id: str) -> Any:
         type(self).reads += 1
-        return super().load(run_id)
+        return super().get(collection, doc_id)
 
 
 def main(events: int = 300) -> None:
@@ -26,7 +26,9 @@ def main(events: int = 300) -> None:
         db, gcs, example = services.reset_and_seed()
         doc = dict(example.flow_run, status="SUCCEEDED")
         db.collection("flow_runs").document(example.run_id).set(doc)
-        worker = in_process_worker(services, db, gcs, CountingStore)
+        worker = in_process_worker(
+            services, db, gcs, store=CountingStore(None, "(default)", given=db)
+        )
         for label, body_doc in (("decided from the event", doc), ("needing a read", None)):
             _, body = firestore_update_event(
                 project="demo-tda", run_id=example.run_id, document=body_doc

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bench.common import in_process_worker, stack, summary
-from engine.runner import Event
+from engine.cloudevent import Event
 
 
 class Timed:
@@ -31,11 +31,10 @@ def main(runs: int = 20) -> None:
     totals, overheads, model = [], [], []
     with stack() as services:
         db, gcs, example = services.reset_and_seed()
-        worker = in_process_worker(services, db, gcs)
-        timed = Timed(worker.ports.llm)
-        worker.ports = type(worker.ports)(
-            worker.ports.store, worker.ports.registry, worker.ports.blobs, timed
-        )
+        from adapters.gemini import GeminiLLM
+
+        timed = Timed(GeminiLLM(services.env["GEMINI_API_KEY"]))
+        worker = in_process_worker(services, db, gcs, llm=timed)
         for i in range(runs + 2):
             db.collection("flow_runs").document(example.run_id).set(example.flow_run)
             for blob in gcs.list_blobs("artifacts-bucket", prefix=example.run_id):

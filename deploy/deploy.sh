@@ -20,7 +20,7 @@ RUNTIME="python312"
 INVOCATION_TIMEOUT_SECONDS=780
 EVENT_TYPE="google.cloud.firestore.document.v1.updated"
 # Runtime code only: no tests, devstack, tools, examples or docs go up.
-RUNTIME_PATHS=("$ENTRY_FILE" engine states adapters)
+RUNTIME_PATHS=("$ENTRY_FILE" compose.py engine states adapters wheelsim)
 
 # Exit codes.
 SCRIPT_NAME=deploy.sh

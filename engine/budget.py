@@ -1,4 +1,4 @@
-"""The invocation time budget (SPEC §12).
+"""The invocation time budget (SPEC §12, CHART_EXPORT §8, BACKTEST §10).
 
 Counted from the start of the invocation: no external call may start once less than the finalize
 budget remains, and call timeouts are capped by what is left, so the step can always be finalized.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from engine.errors import ErrorCode, StepFailure
+from engine.errors import Failure, Shared
 
 
 class TimeBudget:
@@ -37,8 +37,8 @@ class TimeBudget:
         spendable = self.spendable()
         if spendable <= margin_s:
             # A stable message: it is stored on the step, so it carries no measured figures.
-            raise StepFailure(
-                ErrorCode.TIME_BUDGET_EXCEEDED,
+            raise Failure(
+                Shared.TIME_BUDGET_EXCEEDED,
                 f"not enough invocation time left to start {what} "
                 f"(finalize budget {self.finalize_budget_s:g}s)",
             )

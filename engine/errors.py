@@ -1,103 +1,86 @@
-"""The catalogue of outcomes (SPEC §6).
+"""How an invocation can end, in the terms every worker shares.
 
-Every way an invocation can end is named here, so that the orchestrator and the people reading
-runs can rely on stable codes: step-level errors finalize the step FAILED, run-level errors touch
-only `flow_run.error`, and no-op reasons write nothing at all.
+A worker's own catalogue (its `ErrorCode`) names the failures of its domain; the engine needs a
+few codes of its own to fail a unit it has claimed (a store down, the time budget spent, a bug
+of ours), and the reasons for ending without writing anything. Every message stored anywhere
+passes through `capped` (COMMON.md §7).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+MESSAGE_MAX_CHARS = 500
+MESSAGE_MAX_BYTES = 512
 
-class ErrorCode(StrEnum):
-    """Stable `error.code` values written to Firestore."""
 
-    FLOW_RUN_NOT_FOUND = "FLOW_RUN_NOT_FOUND"
-    FLOW_RUN_INVALID = "FLOW_RUN_INVALID"
-    INVALID_STEP_INPUTS = "INVALID_STEP_INPUTS"
-    LLM_PROFILE_INVALID = "LLM_PROFILE_INVALID"
-    PROMPT_NOT_FOUND = "PROMPT_NOT_FOUND"
-    INVALID_STRUCTURED_OUTPUT = "INVALID_STRUCTURED_OUTPUT"
-    LLM_SAFETY_BLOCK = "LLM_SAFETY_BLOCK"
+class Shared(StrEnum):
+    """Codes the engine and the adapters produce for any worker."""
+
     TIME_BUDGET_EXCEEDED = "TIME_BUDGET_EXCEEDED"
-    GEMINI_REQUEST_FAILED = "GEMINI_REQUEST_FAILED"
-    RATE_LIMITED = "RATE_LIMITED"
-    GCS_WRITE_FAILED = "GCS_WRITE_FAILED"
-    GCS_READ_FAILED = "GCS_READ_FAILED"
     FIRESTORE_UNAVAILABLE = "FIRESTORE_UNAVAILABLE"
     FIRESTORE_CLAIM_FAILED = "FIRESTORE_CLAIM_FAILED"
     FIRESTORE_FINALIZE_FAILED = "FIRESTORE_FINALIZE_FAILED"
+    GCS_READ_FAILED = "GCS_READ_FAILED"
+    GCS_WRITE_FAILED = "GCS_WRITE_FAILED"
     WORKER_INTERNAL_ERROR = "WORKER_INTERNAL_ERROR"
-    STEP_LEASE_EXPIRED = "STEP_LEASE_EXPIRED"
-    ARTIFACT_INVALID = "ARTIFACT_INVALID"
-
-    @property
-    def retryable(self) -> bool:
-        return self in _RETRYABLE
-
-
-_RETRYABLE = frozenset(
-    {
-        ErrorCode.GEMINI_REQUEST_FAILED,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.GCS_WRITE_FAILED,
-        ErrorCode.GCS_READ_FAILED,
-        ErrorCode.FIRESTORE_UNAVAILABLE,
-        ErrorCode.FIRESTORE_CLAIM_FAILED,
-        ErrorCode.FIRESTORE_FINALIZE_FAILED,
-        ErrorCode.STEP_LEASE_EXPIRED,
-    }
-)
 
 
 class NoOp(StrEnum):
-    """Reasons an invocation ends without writing anything (`cloud_event_noop`)."""
+    """Reasons the engine itself ends an invocation without writing (`cloud_event_noop`);
+    workers add their own (no ready step, a dependency not met, ...)."""
 
-    RUN_NOT_RUNNING = "run_not_running"
-    NO_READY_STEP = "no_ready_step"
-    DEPENDENCY_NOT_SUCCEEDED = "dependency_not_succeeded"
-    NOT_READY = "not_ready"
     CLAIM_CONFLICT = "claim_conflict"
+    NOT_READY = "not_ready"
     ALREADY_FINAL = "already_final"
     NOT_RUNNING = "not_running"
     FINALIZE_CONFLICT = "finalize_conflict"
 
 
 class Ignored(StrEnum):
-    """Reasons an event is dropped before the flow run is examined (`cloud_event_ignored`)."""
+    """Reasons an event is dropped before any unit is examined (`cloud_event_ignored`); the
+    "document not found" reason is the worker's (`flow_run_not_found`, `job_not_found`)."""
 
     INVALID_SUBJECT = "invalid_subject"
-    FLOW_RUN_NOT_FOUND = "flow_run_not_found"
     EVENT_TYPE_FILTERED = "event_type_filtered"
 
 
-class StepFailure(Exception):
-    """A catalogued reason to finalize the claimed step FAILED.
+def capped(message: str) -> str:
+    """A stored message within COMMON.md §7's bounds (500 characters, 512 bytes of UTF-8),
+    cut on a character boundary with an ellipsis, so a long detail can never push a write
+    past Firestore's document limit."""
+    if len(message) <= MESSAGE_MAX_CHARS and len(message.encode("utf-8")) <= MESSAGE_MAX_BYTES:
+        return message
+    budget = MESSAGE_MAX_BYTES - len("…".encode())
+    cut = message[: MESSAGE_MAX_CHARS - 1].encode("utf-8")[:budget].decode("utf-8", "ignore")
+    return cut + "…"
 
-    The message must already be sanitized: it is written to Firestore verbatim and never holds
-    prompt text, model output or secrets.
+
+class Failure(Exception):
+    """A catalogued reason to end a claimed unit as failed.
+
+    The message must already be sanitized: it is stored verbatim (capped) and never holds
+    prompt text, model output, keys or stack traces.
     """
 
-    def __init__(
-        self, code: ErrorCode, message: str, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         message = capped(message)
         super().__init__(f"{code}: {message}")
-        self.code = code
+        self.code = str(code)
         self.message = message
         self.details = details
 
     def as_error(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": str(self.code), "message": self.message}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             error["details"] = self.details
         return error
 
 
-class FlowRunInvalid(Exception):
-    """The flow run document breaks the run-level required subset (SPEC §2)."""
+class DocumentInvalid(Exception):
+    """The document breaks what the worker requires of it as a whole (FLOW_RUN_INVALID)."""
 
     def __init__(self, message: str) -> None:
         message = capped(message)
@@ -106,18 +89,16 @@ class FlowRunInvalid(Exception):
 
 
 class StoreUnavailable(Exception):
-    """A transient fault of Firestore or GCS outlived the adapter's retries.
+    """A transient fault of Firestore or Cloud Storage outlived the adapter's retries; `code`
+    is the catalogued failure it becomes when it ends a claimed unit."""
 
-    `code` is the catalogued error it becomes when it ends a claimed step.
-    """
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.code = str(code)
         self.message = message
 
-    def as_failure(self) -> StepFailure:
-        return StepFailure(self.code, self.message)
+    def as_failure(self) -> Failure:
+        return Failure(self.code, self.message)
 
 
 class WriteOutcomeUnknown(StoreUnavailable):
@@ -125,23 +106,19 @@ class WriteOutcomeUnknown(StoreUnavailable):
     within the call's timeout failed too. Never to be taken for "not written" (COMMON.md §3)."""
 
 
-def internal_error(exc: BaseException) -> StepFailure:
-    """Turns an exception nothing anticipated into a sanitized failure: its type only."""
-    return StepFailure(
-        ErrorCode.WORKER_INTERNAL_ERROR, f"unexpected {type(exc).__name__} in worker"
-    )
+def internal_error(exc: BaseException, code: str = Shared.WORKER_INTERNAL_ERROR) -> Failure:
+    """An exception nothing anticipated, as a sanitized failure: its type only."""
+    return Failure(code, f"unexpected {type(exc).__name__} in worker")
 
 
-MESSAGE_MAX_CHARS = 500
-MESSAGE_MAX_BYTES = 512
+class Catalogue:
+    """A worker's error codes and which of them a retry may cure (the orchestrator decides)."""
 
+    def __init__(self, codes: Iterable[str], retryable: Iterable[str]) -> None:
+        self.codes = frozenset(str(c) for c in codes) | frozenset(str(c) for c in Shared)
+        self.retryable = frozenset(str(c) for c in retryable)
+        unknown = self.retryable - self.codes
+        assert not unknown, f"retryable codes outside the catalogue: {sorted(unknown)}"
 
-def capped(message: str) -> str:
-    """A stored message within COMMON.md §7's bounds (500 characters, 512 bytes of UTF-8),
-    cut on a character boundary with an ellipsis, so a long detail can never push a finalize
-    past Firestore's document limit."""
-    if len(message) <= MESSAGE_MAX_CHARS and len(message.encode("utf-8")) <= MESSAGE_MAX_BYTES:
-        return message
-    budget = MESSAGE_MAX_BYTES - len("…".encode())
-    cut = message[: MESSAGE_MAX_CHARS - 1].encode("utf-8")[:budget].decode("utf-8", "ignore")
-    return cut + "…"
+    def __contains__(self, code: object) -> bool:
+        return code in self.codes

@@ -1,28 +1,31 @@
-"""Structured event logging with the safety gates of SPEC §13 built in.
+"""Structured event logging with the safety gates built in (SPEC §13, CHART_EXPORT §15).
 
 One JSON line per event on stdout (Cloud Logging `jsonPayload`). The logger itself refuses
-payloads that could carry secrets, prompts or model output, bounds every value, and never raises
-into the worker: a logging bug must not leave a claimed step RUNNING.
+payloads that could carry secrets, prompts or model output: keys with dangerous names are
+rejected, every value is bounded, and a record whose serialized form contains a configured
+secret value is replaced by `log_record_suppressed`. It never raises into the worker: a logging
+bug must not leave a claimed unit RUNNING.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import msgspec
 
 from engine.clock import rfc3339, utc_now
-from engine.events import CATALOG
 
-SERVICE = "worker_llm_client"
 SEVERITIES = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 MAX_STRING = 4096
 MAX_ITEMS = 200
 MAX_DEPTH = 12
+# Compared without case, '_' or '-': `api_key`, `apiKey` and `API-KEY` are one name.
 FORBIDDEN_KEYS = frozenset(
     {
         "apikey",
@@ -38,28 +41,71 @@ FORBIDDEN_KEYS = frozenset(
         "outputtext",
     }
 )
-_CONTEXT_ORDER = ("eventId", "runId", "stepId", "flowKey", "timeframe", "symbol")
+# Events the engine itself emits for every worker, and the fields each must carry.
+ENGINE_CATALOG: dict[str, tuple[str, ...]] = {
+    "cloud_event_received": ("eventType", "subject"),
+    "cloud_event_ignored": ("reason",),
+    "cloud_event_noop": ("reason",),
+    "cloud_event_finished": ("status",),
+    "worker_configured": (),
+    "config_invalid": ("variable",),
+    "worker_exception": ("state", "exceptionType"),
+    "probe_failed": ("exceptionType",),
+    "claim_outcome_unknown": ("claimStartedAt",),
+    "log_emit_failed": (),
+    "log_record_suppressed": (),
+}
+
 _lock = threading.Lock()
 _encoder = msgspec.json.Encoder()
 
 
-def _normalized(key: str) -> str:
+def normalized_key(key: str) -> str:
     return key.replace("_", "").replace("-", "").lower()
 
 
-def forbidden_keys(value: Any, depth: int = 0) -> list[str]:
+@dataclass(frozen=True)
+class LogProfile:
+    """What differs between workers: the service name, the event catalogue, more forbidden
+    keys, the context fields every line carries (in order), and secret values to gate."""
+
+    service: str
+    catalog: Mapping[str, tuple[str, ...]]
+    forbidden: frozenset[str] = FORBIDDEN_KEYS
+    context: tuple[str, ...] = ("eventId",)
+    required: tuple[str, ...] = ("eventId",)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def with_secrets(self, values: Iterable[str]) -> LogProfile:
+        """The same profile, also gating these values (and their JSON-escaped forms)."""
+        forms = {
+            form
+            for value in values
+            if len(value) >= 4
+            for form in (
+                value,
+                json.dumps(value)[1:-1],
+                json.dumps(value, ensure_ascii=False)[1:-1],
+            )
+        }
+        return replace(self, secrets=tuple(sorted(forms)))
+
+
+def forbidden_keys(
+    value: Any, forbidden: frozenset[str] = FORBIDDEN_KEYS, depth: int = 0
+) -> list[str]:
     """Names of forbidden keys anywhere in `value` (the names are safe to report)."""
     found: list[str] = []
     if depth > MAX_DEPTH:
         return found
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if isinstance(key, str) and _normalized(key) in FORBIDDEN_KEYS:
+            if isinstance(key, str) and normalized_key(key) in forbidden:
                 found.append(key)
-            found.extend(forbidden_keys(item, depth + 1))
+            found.extend(forbidden_keys(item, forbidden, depth + 1))
     elif isinstance(value, list | tuple):
         for item in value:
-            found.extend(forbidden_keys(item, depth + 1))
+            found.extend(forbidden_keys(item, forbidden, depth + 1))
     return found
 
 
@@ -88,6 +134,7 @@ class EventLogger:
 
     def __init__(
         self,
+        profile: LogProfile,
         *,
         env: str,
         component: str = "worker",
@@ -95,6 +142,7 @@ class EventLogger:
         stream: IO[str] | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> None:
+        self.profile = profile
         self.env = env
         self.component = component
         self.level = level
@@ -105,6 +153,7 @@ class EventLogger:
     def bind(self, **context: Any) -> EventLogger:
         merged = {**self._context, **{k: v for k, v in context.items() if v is not None}}
         return EventLogger(
+            self.profile,
             env=self.env,
             component=self.component,
             level=self.level,
@@ -130,16 +179,39 @@ class EventLogger:
         try:
             if SEVERITIES.get(severity, 20) < self._threshold:
                 return
-            self._write(self._entry(event, severity, message, fields))
+            line = _encoder.encode(self._entry(event, severity, message, fields)).decode()
+            if any(secret in line for secret in self.profile.secrets):
+                line = self._suppressed(event)
+            self._write(line)
         except Exception:
             with contextlib.suppress(Exception):
-                self._write({"service": SERVICE, "event": "log_emit_failed", "severity": "ERROR"})
+                self._write(self._bare("log_emit_failed", "ERROR"))
+
+    def _bare(self, event: str, severity: str) -> str:
+        return _encoder.encode(
+            {"service": self.profile.service, "event": event, "severity": severity}
+        ).decode()
+
+    def _suppressed(self, event: str) -> str:
+        """The event's name only: the record held a configured secret value somewhere."""
+        return _encoder.encode(
+            {
+                "service": self.profile.service,
+                "env": self.env,
+                "component": self.component,
+                "event": "log_record_suppressed",
+                "severity": "ERROR",
+                "message": "log_record_suppressed",
+                "time": rfc3339(utc_now()),
+                "suppressedEvent": event,
+            }
+        ).decode()
 
     def _entry(
         self, event: str, severity: str, message: str | None, fields: dict[str, Any]
     ) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "service": SERVICE,
+            "service": self.profile.service,
             "env": self.env,
             "component": self.component,
             "event": event,
@@ -149,22 +221,22 @@ class EventLogger:
         }
         context = {**self._context}
         trace = context.pop("trace", None)
-        for key in _CONTEXT_ORDER:
+        for key in self.profile.context:
             if key in context:
                 entry[key] = context.pop(key)
-        entry.setdefault("eventId", None)
-        entry.setdefault("runId", None)
+        for key in self.profile.required:
+            entry.setdefault(key, None)
         entry.update(context)
         if trace:
             entry["logging.googleapis.com/trace"] = trace
-        required = CATALOG.get(event)
+        required = self.profile.catalog.get(event)
         if required is None:
             entry["uncatalogued"] = True
         else:
             missing = [f for f in required if f not in fields and f not in entry]
             if missing:
                 entry["missingFields"] = missing
-        rejected = forbidden_keys(fields)
+        rejected = forbidden_keys(fields, self.profile.forbidden)
         if rejected:
             entry["severity"] = "ERROR"
             entry["payloadRejected"] = sorted(set(rejected))
@@ -173,9 +245,8 @@ class EventLogger:
             entry[key] = bounded(value)
         return entry
 
-    def _write(self, entry: dict[str, Any]) -> None:
-        line = _encoder.encode(entry).decode() + "\n"
+    def _write(self, line: str) -> None:
         stream = self._stream or sys.stdout
         with _lock:
-            stream.write(line)
+            stream.write(line + "\n")
             stream.flush()

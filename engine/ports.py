@@ -1,18 +1,19 @@
-"""The small interfaces through which states reach the outside world.
+"""The interfaces through which the engine and the states reach the outside world.
 
-States depend on these protocols only; `adapters/` implements them for Firestore, Cloud Storage
-and Gemini, and tests may implement them for pure domain checks.
+Only what every worker needs is here: documents with preconditioned writes, and blobs with
+bounded reads and create-only writes. A worker's own ports (a model, a chart renderer, a
+registry) are declared beside its states; `adapters/` implements all of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from msgspec import Struct
-
-from engine.contracts import JsonObject, LLMProfile
+JsonObject = dict[str, Any]
+Path = tuple[str, ...]  # a field path, one segment per map key (keys may hold '.' or ':')
 
 
 class _Absent:
@@ -33,6 +34,28 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 
+def at(data: Any, path: Path) -> Any:
+    """The value at `path`, or ABSENT when a segment is missing or not a map."""
+    node = data
+    for segment in path:
+        if not isinstance(node, Mapping) or segment not in node:
+            return ABSENT
+        node = node[segment]
+    return node
+
+
+def holds(data: Any, fields: Mapping[Path, Any]) -> bool:
+    """True when every field holds exactly its value (ABSENT: the field is missing)."""
+    for path, value in fields.items():
+        found = at(data, path)
+        if found is ABSENT or value is ABSENT:
+            if found is not value:
+                return False
+        elif found != value:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """A document as read, with the update time that preconditions the next write."""
@@ -41,13 +64,18 @@ class Snapshot:
     update_time: datetime
 
 
+# Decides a write on the document as freshly read: None lets it go, anything else is what was
+# found instead (a status, "MISSING", "<status> (another claim)"). Re-run on every re-read.
+Gate = Callable[[JsonObject], str | None]
+
+
 @dataclass(frozen=True)
 class GuardedWrite:
-    """Outcome of a read → status gate → preconditioned write cycle.
+    """Outcome of a read → gate → preconditioned write cycle.
 
-    `committed` is True when our patch landed. Otherwise `observed` is the step status that
-    failed the gate, or None when no attempt landed: every one lost a precondition race
-    (`conflict`), or the last one erred and a re-read proved it had not landed (`failed`).
+    `committed` is True when our patch landed. Otherwise `observed` is what failed the gate,
+    or None when no attempt landed: every one lost a precondition race (`conflict`), or the
+    last one erred and a re-read proved it had not landed (`failed`).
     """
 
     committed: bool
@@ -59,34 +87,34 @@ class GuardedWrite:
         return not self.committed and self.observed is None and not self.failed
 
 
-class FlowRunStore(Protocol):
-    def load(self, run_id: str) -> Snapshot | None: ...
+class DocumentStore(Protocol):
+    """Firestore as the workers use it: reads, gated field updates carrying the
+    `update_time` precondition (never transactions, never blind writes), create-only
+    creations, and equality queries for stale-work scans."""
 
-    def update_step(
+    def get(self, collection: str, doc_id: str) -> Snapshot | None: ...
+
+    def update(
         self,
-        run_id: str,
-        step_id: str,
-        expect: str,
-        patch: dict[str, Any],
-        also: dict[str, Any] | None = None,
+        collection: str,
+        doc_id: str,
+        patch: Mapping[Path, Any],
+        gate: Gate,
+        timeout_s: float,
     ) -> GuardedWrite:
-        """Applies `patch` (dotted field paths relative to the step) only while the step status
-        equals `expect` and every `also` field still holds its value (the claim's identity)."""
+        """Applies `patch` while `gate` passes on a fresh read, retrying lost races within
+        `timeout_s`; raises `WriteOutcomeUnknown` when an erring write cannot be settled."""
         ...
 
-    def set_run_error(self, run_id: str, error: JsonObject) -> bool: ...
-
-    def running_runs(self) -> list[tuple[str, JsonObject]]:
-        """Flow runs whose status is RUNNING (for stale-step recovery)."""
+    def create(self, collection: str, doc_id: str, data: JsonObject) -> bool:
+        """Create-only: True when created, False when the document already existed."""
         ...
 
-
-class Registry(Protocol):
-    """Prompt and schema registries; documents are immutable by contract."""
-
-    def prompt(self, prompt_id: str) -> JsonObject | None: ...
-
-    def schema(self, schema_id: str) -> JsonObject | None: ...
+    def query(
+        self, collection: str, field: str, value: Any, limit: int
+    ) -> list[tuple[str, JsonObject]]:
+        """Documents whose `field` equals `value` (one equality filter: no composite index)."""
+        ...
 
 
 class BlobNotFound(Exception):
@@ -109,49 +137,10 @@ class BlobStore(Protocol):
 
     def exists(self, uri: str) -> bool: ...
 
+    def created(self, uri: str) -> datetime | None:
+        """When the object was created, or None when it does not exist."""
+        ...
+
     def create(self, uri: str, data: bytes, content_type: str) -> bool:
         """Create-only write: True when created, False when the object already existed."""
         ...
-
-
-class LLMRequest(Struct, kw_only=True):
-    model: str
-    system_instruction: str
-    user_text: str
-    images: list[bytes]
-    profile: LLMProfile
-    response_json_schema: JsonObject
-
-
-class LLMResponse(Struct, kw_only=True):
-    text: str | None
-    finish_reason: str | None
-    model_version: str | None = None
-    usage_metadata: JsonObject | None = None
-    response_id: str | None = None
-    safety_ratings: list[JsonObject] | None = None
-
-
-FaultKind = Literal["rate_limited", "server", "timeout", "connection", "client"]
-
-
-class LLMCallFailed(Exception):
-    """A Gemini call that produced no response; `kind` drives the error code mapping."""
-
-    def __init__(self, kind: FaultKind, status: int | None = None, reason: str = "") -> None:
-        super().__init__(f"{kind} status={status} {reason}".strip())
-        self.kind = kind
-        self.status = status
-        self.reason = reason
-
-
-class LLM(Protocol):
-    def generate(self, request: LLMRequest, timeout_s: float) -> LLMResponse: ...
-
-
-@dataclass(frozen=True)
-class Ports:
-    store: FlowRunStore
-    registry: Registry
-    blobs: BlobStore
-    llm: LLM

@@ -1,7 +1,8 @@
-"""Drives one invocation: event → flow run → selection → one step's lifecycle machine.
+"""One invocation: event → document → selection → a unit's run through its lifecycle.
 
-Run-level outcomes (ignored events, invalid flow runs, no-ops) are decided here, before any step
-is touched; step-level work happens only inside the machine of `engine.lifecycle`.
+Document-level outcomes (ignored events, invalid documents, no-ops) are decided here, before
+any unit is touched; unit-level work happens only inside the lifecycle. The same runner serves
+the stale-work scans, unit by unit, each in isolation.
 """
 
 from __future__ import annotations
@@ -10,110 +11,186 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
-
-import msgspec
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from engine.budget import TimeBudget
 from engine.clock import utc_now
-from engine.config import WorkerConfig
-from engine.contracts import RUN_ID_RE, FlowRun
-from engine.errors import ErrorCode, FlowRunInvalid, Ignored, NoOp
-from engine.log import EventLogger
-from engine.names import storage_safe_key
-from engine.ports import Ports
-from engine.step_run import StepRun
-from states.ready import LLM_REPORT, select
-
-ACCEPTED_TYPES = frozenset(
-    {
-        "google.cloud.firestore.document.v1.updated",
-        "google.cloud.firestore.document.v1.created",
-        "google.cloud.firestore.document.v1.written",
-    }
+from engine.cloudevent import ACCEPTED_TYPES, Event
+from engine.config import Common
+from engine.errors import (
+    DocumentInvalid,
+    Failure,
+    Ignored,
+    StoreUnavailable,
+    internal_error,
 )
+from engine.faults import crash_hook
+from engine.lifecycle import Halted, Lifecycle, LifecycleMachine, Next, State
+from engine.log import EventLogger
+from engine.ports import DocumentStore, JsonObject, Snapshot
+from engine.unit import Unit
+
+LEFT_ALONE = "left_alone"  # a probe found a live claim: maybe still working, not ours to end
+
+C = TypeVar("C", bound="Configured")
+P = TypeVar("P", bound="Stored")
+D = TypeVar("D")
+
+
+class Configured(Protocol):
+    @property
+    def common(self) -> Common: ...
+
+
+class Stored(Protocol):
+    @property
+    def store(self) -> DocumentStore: ...
 
 
 @dataclass(frozen=True)
-class Event:
-    """The parts of a CloudEvent the worker uses; the document value is only a hint."""
+class Selection:
+    """One unit to execute, units RUNNING to probe, and the no-op reason when nothing runs."""
 
-    event_id: str
-    event_type: str
-    subject: str
-    trace: str | None = None
-    document: str | None = None
-    value: dict[str, Any] | None = field(default=None, repr=False)
+    execute: str | None = None
+    probe: tuple[str, ...] = ()
+    noop: str | None = None
+
+
+class Source(Protocol[D]):
+    """How a worker finds its units of work in one document of its collection."""
+
+    collection: str
+    not_found: str  # the `cloud_event_ignored` reason for a missing document
+
+    def doc_id(self, subject: str) -> str | None: ...
+
+    def hint(self, doc_id: str, value: JsonObject) -> str | None:
+        """A no-op reason decided from the event's own document value, or None: only ever a
+        no-op, and only when every version with work is itself delivered (COMMON.md)."""
+        ...
+
+    def parse(self, doc_id: str, snapshot: Snapshot) -> D:
+        """Raises DocumentInvalid when the document as a whole is unusable."""
+        ...
+
+    def invalid(self, doc_id: str, problem: DocumentInvalid, log: EventLogger) -> str:
+        """Records an invalid document as the worker's spec says; returns the outcome reason."""
+        ...
+
+    def context(self, doc: D) -> dict[str, Any]:
+        """Log context of the document (flowKey, symbol, a user hash...)."""
+        ...
+
+    def parsed(self, doc: D, log: EventLogger) -> None:
+        """Logs what was read, in the worker's vocabulary."""
+        ...
+
+    def select(self, doc: D, only: str | None) -> Selection: ...
+
+    def unit_context(self, doc: D, unit_id: str | None) -> dict[str, Any]: ...
+
+    def selected(self, doc: D, unit_id: str | None, log: EventLogger) -> None: ...
+
+    def running(self, doc: D) -> list[str | None]:
+        """Units RUNNING in this document, for a stale-work scan."""
+        ...
+
+    def scan_query(self) -> tuple[str, Any, int]:
+        """(field, value, limit) of the documents a stale-work scan reads."""
+        ...
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: Literal["noop", "ok", "failed"]
     reason: str | None = None
-    run_id: str | None = None
-    step_id: str | None = None
+    doc_id: str | None = None
+    unit_id: str | None = None
     state: str | None = None
 
 
+@dataclass(frozen=True)
+class UnitResult:
+    doc_id: str
+    unit_id: str | None
+    state: str
+    code: str | None
+    ended: str | None
+
+
+@dataclass
+class Scan:
+    documents: int = 0
+    units: list[UnitResult] = field(default_factory=list)
+    broken: int = 0  # documents whose handling raised (logged, skipped)
+
+
 class Stranded(Exception):
-    """The step outcome could not be recorded; the step stays RUNNING for recovery."""
+    """The unit's outcome could not be recorded; it stays RUNNING for lease recovery."""
 
 
-def run_id_from_subject(subject: str, collection: str) -> str | None:
-    """runId = the segment after the one equal to the collection name (SPEC §1)."""
-    segments = subject.split("/")
-    for index, segment in enumerate(segments[:-1]):
-        if segment == collection:
-            candidate = segments[index + 1]
-            return candidate if RUN_ID_RE.match(candidate) else None
-    return None
+@dataclass(frozen=True)
+class Worker(Generic[C, P, D]):
+    """A worker, as the engine sees it: a lifecycle, a source of units, and how it logs."""
+
+    name: str
+    lifecycle: Lifecycle
+    source: Callable[[C, P], Source[D]]
+    id_field: str  # the log field naming the document (runId, jobId)
+    unit_field: str | None  # the log field naming the unit (stepId), None: the document is it
+    lease_on_events: bool = False  # a RUNNING unit met by an event is expired by its lease too
+    # A stale-work scan's answer (the HTTP function's body) and the event that logs it.
+    scan_report: Callable[[Scan], dict[str, int]] = lambda scan: {"scanned": scan.documents}
+    scan_event: str = "stale_scan_finished"
 
 
-def parse_flow_run(run_id: str, data: dict[str, Any]) -> FlowRun:
-    """The run-level required subset of SPEC §2; violations are FLOW_RUN_INVALID."""
-    if not isinstance(data.get("steps"), dict):
-        raise FlowRunInvalid("steps must be a map of stepId to step")
-    try:
-        run = msgspec.convert(data, FlowRun)
-    except msgspec.ValidationError as exc:
-        raise FlowRunInvalid(f"flow run does not match the required subset: {exc}") from None
-    unsafe = sorted(step_id for step_id in run.steps if not storage_safe_key(step_id))
-    if unsafe:
-        shown = ", ".join(repr(step_id)[1:-1] for step_id in unsafe)  # control chars escaped
-        raise FlowRunInvalid(
-            f"stepId not storage-safe (contains '.', '/' or a control character): {shown}"
-        )
-    if run.run_id is not None and run.run_id != run_id:
-        raise FlowRunInvalid("runId field does not match the document id")
-    return run
-
-
-class Worker:
-    """One per instance: holds the wired ports and configuration, handles events one by one."""
+class Runner(Generic[C, P, D]):
+    """One per worker per instance: the wired ports, configuration and machine."""
 
     def __init__(
         self,
-        config: WorkerConfig,
-        ports: Ports,
+        worker: Worker[C, P, D],
+        config: C,
+        ports: P,
         log: EventLogger,
         now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.worker = worker
         self.config = config
         self.ports = ports
         self.log = log
         self.now = now
         self.monotonic = monotonic
+        self.source = worker.source(config, ports)
+        self._machine: LifecycleMachine | None = None
+        self._crash = crash_hook()
 
-    def handle(
-        self, event: Event, started: float | None = None, only_step: str | None = None
-    ) -> Outcome:
-        budget = TimeBudget(
-            self.config.invocation_timeout_s,
-            self.config.finalize_budget_s,
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.worker.lifecycle
+
+    def machine(self) -> LifecycleMachine:
+        """Built on first use: most events are no-ops decided before any unit runs."""
+        if self._machine is None:
+            self._machine = self.worker.lifecycle.build()
+        return self._machine
+
+    def budget(self, started: float | None) -> TimeBudget:
+        common = self.config.common
+        return TimeBudget(
+            common.invocation_timeout_s,
+            common.finalize_budget_s,
             monotonic=self.monotonic,
             started=started,
         )
+
+    # --- one event -----------------------------------------------------------------------
+
+    def handle(
+        self, event: Event, started: float | None = None, only: str | None = None
+    ) -> Outcome:
+        budget = self.budget(started)
         log = self.log.bind(eventId=event.event_id, trace=event.trace)
         log.info(
             "cloud_event_received",
@@ -121,199 +198,216 @@ class Worker:
             subject=event.subject,
             document=event.document,
         )
-        outcome = self._handle(event, budget, log, only_step)
-        log_finished(log.bind(runId=outcome.run_id, stepId=outcome.step_id), outcome)
-        if outcome.state == "STRANDED":
-            raise Stranded(f"step {outcome.step_id} could not be finalized")
+        outcome = self._handle(event, budget, log, only)
+        ids = {self.worker.id_field: outcome.doc_id}
+        if self.worker.unit_field:
+            ids[self.worker.unit_field] = outcome.unit_id
+        finished(log.bind(**ids), outcome, self.worker.unit_field or self.worker.id_field)
+        if outcome.reason == "stranded":
+            raise Stranded(f"unit {outcome.unit_id or outcome.doc_id} could not be finalized")
         return outcome
 
     def _handle(
-        self, event: Event, budget: TimeBudget, log: EventLogger, only_step: str | None
+        self, event: Event, budget: TimeBudget, log: EventLogger, only: str | None
     ) -> Outcome:
+        source = self.source
         if event.event_type not in ACCEPTED_TYPES:
             return ignored(log, Ignored.EVENT_TYPE_FILTERED)
-        run_id = run_id_from_subject(event.subject, self.config.flow_runs_collection)
-        if run_id is None:
+        doc_id = source.doc_id(event.subject)
+        if doc_id is None:
             return ignored(log, Ignored.INVALID_SUBJECT)
-        log = log.bind(runId=run_id)
-        hinted = self._nothing_to_do(event, run_id, only_step)
-        if hinted is not None:
-            return noop(log, hinted, run_id, source="event")
-        snapshot = self.ports.store.load(run_id)
+        log = log.bind(**{self.worker.id_field: doc_id})
+        if (
+            only is None
+            and event.value is not None
+            and (event.document or "").endswith(f"/{source.collection}/{doc_id}")
+        ):
+            hinted = source.hint(doc_id, event.value)
+            if hinted is not None:
+                return noop(log, hinted, doc_id, origin="event")
+        snapshot = self.ports.store.get(source.collection, doc_id)
         if snapshot is None:
-            return ignored(log, Ignored.FLOW_RUN_NOT_FOUND, run_id)
+            return ignored(log, source.not_found, doc_id)
         try:
-            flow_run = parse_flow_run(run_id, snapshot.data)
-        except FlowRunInvalid as exc:
-            error = {"code": str(ErrorCode.FLOW_RUN_INVALID), "message": exc.message}
-            written = self.ports.store.set_run_error(run_id, error)
-            log.error("flow_run_invalid", error=error, errorWritten=written)
-            return Outcome("failed", reason=str(ErrorCode.FLOW_RUN_INVALID), run_id=run_id)
-        log = log.bind(flowKey=flow_run.flow_key, symbol=flow_run.symbol)
-        log.info(
-            "cloud_event_parsed",
-            flowRunFound=True,
-            flowRunStatus=flow_run.status,
-            flowRunSteps=[
-                {
-                    "id": sid,
-                    "stepType": s.step_type,
-                    "status": s.status,
-                    "dependsOn": s.dependencies,
-                }
-                for sid, s in sorted(flow_run.steps.items())
-            ],
-        )
-        selection = select(flow_run, only=only_step)
-        if selection.execute is not None or selection.recover:
-            from engine import lifecycle  # deferred: the machine is only needed to work a step
+            doc = source.parse(doc_id, snapshot)
+        except DocumentInvalid as exc:
+            return Outcome("failed", reason=source.invalid(doc_id, exc, log), doc_id=doc_id)
+        log = log.bind(**source.context(doc))
+        source.parsed(doc, log)
+        selection = source.select(doc, only)
         if selection.execute is not None:
-            run = self._step_run(run_id, selection.execute, flow_run, budget, log)
-            run.log.info("ready_step_selected", stepType=run.step.step_type)
-            lifecycle.attach(run, initial="READY")
-            run.trigger("start")
-            return self._outcome(run)
-        probe_failed: str | None = None
-        for step_id in selection.recover:
-            run = self._step_run(run_id, step_id, flow_run, budget, log)
-            lifecycle.attach(run, initial="RUNNING")
-            run.trigger("recover")
-            if run.probe_failed:  # logged once; the next RUNNING step is still probed
-                probe_failed = probe_failed or step_id
+            unit = self._unit(doc_id, selection.execute, doc, snapshot, budget, log)
+            source.selected(doc, selection.execute, unit.log)
+            self._drive(unit, "READY", "start")
+            return self._outcome(unit)
+        left: Outcome | None = None
+        for unit_id in selection.probe:
+            unit = self._unit(doc_id, unit_id, doc, snapshot, budget, log)
+            if self.worker.lease_on_events:
+                unit.lease_s = self.config.common.lease_s
+            self._drive(unit, "RUNNING", "probe")
+            if unit.ended == "probe_failed":  # logged once; the next unit is still probed
+                left = left or Outcome("failed", "probe_failed", doc_id, unit_id, unit.state)
                 continue
-            if run.state != "RUNNING":  # the artifact guard let it through
-                return self._outcome(run)
-        if probe_failed is not None:
-            return Outcome("failed", reason="probe_failed", run_id=run_id, step_id=probe_failed)
-        assert selection.noop is not None
-        return noop(log, selection.noop, run_id, source="firestore")
+            if unit.ended != LEFT_ALONE:
+                return self._outcome(unit)
+            left = left or Outcome("noop", unit.noop, doc_id, unit_id, unit.state)
+        if left is not None and (left.status == "failed" or selection.noop is None):
+            if left.status == "noop":
+                log.info("cloud_event_noop", reason=left.reason)
+            return left
+        assert selection.noop is not None, "a selection names work or a no-op reason"
+        return noop(log, selection.noop, doc_id, origin="firestore")
 
-    def recover_stale(self, lease_s: float, started: float | None = None) -> dict[str, int]:
-        """Stale-step recovery: every LLM_REPORT step RUNNING longer than the lease is finalized
-        from its artifact when one exists, otherwise failed STEP_LEASE_EXPIRED."""
-        budget = TimeBudget(
-            self.config.invocation_timeout_s,
-            self.config.finalize_budget_s,
-            monotonic=self.monotonic,
-            started=started,
-        )
+    # --- stale-work scans ----------------------------------------------------------------
+
+    def scan(self, lease_s: float, started: float | None = None) -> dict[str, int]:
+        """Every RUNNING unit of the worker, each probed with `lease_s`: adopted from its
+        artifact, failed by its lease, or left alone. One broken document never stops it.
+        Returns the worker's summary of the scan, which is also logged."""
+        budget = self.budget(started)
         log = self.log.bind(eventId=f"stale-scan-{self.now().strftime('%Y%m%dT%H%M%S')}")
-        runs = self.ports.store.running_runs()
-        summary = {
-            "runsScanned": len(runs),
-            "stale": 0,
-            "recovered": 0,
-            "expired": 0,
-            "probeFailed": 0,
-        }
-        for run_id, data in runs:
-            # Each run on its own: one foreign or broken document never stops the scan.
+        source = self.source
+        field_, value, limit = source.scan_query()
+        documents = self.ports.store.query(source.collection, field_, value, limit)
+        scan = Scan(documents=len(documents))
+        for doc_id, data in documents:
             try:
-                self._reap_run(run_id, data, lease_s, budget, log.bind(runId=run_id), summary)
+                self._scan_document(doc_id, data, lease_s, budget, log, scan)
             except Exception as exc:
-                log.error("stale_scan_run_failed", runId=run_id, exceptionType=type(exc).__name__)
-        log.info("stale_scan_finished", leaseSeconds=lease_s, **summary)
+                scan.broken += 1
+                log.error(
+                    "stale_scan_run_failed",
+                    **{self.worker.id_field: doc_id},
+                    exceptionType=type(exc).__name__,
+                )
+        summary = self.worker.scan_report(scan)
+        log.info(self.worker.scan_event, leaseSeconds=lease_s, **summary)
         return summary
 
-    def _reap_run(
+    def _scan_document(
         self,
-        run_id: str,
-        data: dict[str, Any],
+        doc_id: str,
+        data: JsonObject,
         lease_s: float,
         budget: TimeBudget,
         log: EventLogger,
-        summary: dict[str, int],
+        scan: Scan,
     ) -> None:
-        from engine import lifecycle
-
+        snapshot = Snapshot(data=data, update_time=self.now())
         try:
-            flow_run = parse_flow_run(run_id, data)
-        except FlowRunInvalid:
-            return  # the next event for it records FLOW_RUN_INVALID
-        for step_id, step in sorted(flow_run.steps.items()):
-            if step.step_type != LLM_REPORT or step.status != "RUNNING":
-                continue
-            run = self._step_run(run_id, step_id, flow_run, budget, log)
-            run.lease_s = lease_s
-            lifecycle.attach(run, initial="RUNNING")
-            run.trigger("reap")
-            if run.probe_failed:
-                summary["probeFailed"] += 1
-                continue
-            if run.state == "RUNNING":
-                continue  # within its lease and no artifact: maybe still alive
-            summary["stale"] += 1
-            summary["recovered"] += run.state == "SUCCEEDED"
-            summary["expired"] += run.state == "FAILED"
+            doc = self.source.parse(doc_id, snapshot)
+        except DocumentInvalid:
+            return  # the next event for it records the problem
+        log = log.bind(**{self.worker.id_field: doc_id}, **self.source.context(doc))
+        for unit_id in self.source.running(doc):
+            unit = self._unit(doc_id, unit_id, doc, snapshot, budget, log)
+            unit.lease_s = lease_s
+            self._drive(unit, "RUNNING", "probe")
+            code = unit.failure.code if unit.failure else None
+            scan.units.append(UnitResult(doc_id, unit_id, unit.state, code, unit.ended))
 
-    def _nothing_to_do(self, event: Event, run_id: str, only_step: str | None) -> NoOp | None:
-        """The no-op reason when the event's own document value shows nothing to do.
+    # --- one unit ------------------------------------------------------------------------
 
-        Safe without reading Firestore: every document version that has work (a READY step
-        whose dependencies succeeded, a RUNNING step to recover, an invalid run to report) is
-        itself delivered at least once, and is never decided from here.
-        """
-        if event.value is None or not (event.document or "").endswith(
-            f"/{self.config.flow_runs_collection}/{run_id}"
-        ):
-            return None
-        try:
-            hinted = parse_flow_run(run_id, event.value)
-        except FlowRunInvalid:
-            return None
-        selection = select(hinted, only=only_step)
-        if selection.execute is None and not selection.recover:
-            return selection.noop
-        return None
-
-    def _step_run(
-        self, run_id: str, step_id: str, flow_run: FlowRun, budget: TimeBudget, log: EventLogger
-    ) -> StepRun:
-        step = flow_run.steps[step_id]
-        return StepRun(
-            run_id=run_id,
-            step_id=step_id,
-            flow_run=flow_run,
-            ports=self.ports,
+    def _unit(
+        self,
+        doc_id: str,
+        unit_id: str | None,
+        doc: D,
+        snapshot: Snapshot,
+        budget: TimeBudget,
+        log: EventLogger,
+    ) -> Unit[C, P, D]:
+        return Unit(
+            doc_id=doc_id,
+            unit_id=unit_id,
+            doc=doc,
+            snapshot=snapshot,
             config=self.config,
+            ports=self.ports,
             budget=budget,
-            log=log.bind(stepId=step_id, timeframe=step.timeframe),
+            log=log.bind(**self.source.unit_context(doc, unit_id)),
             now=self.now,
         )
 
-    @staticmethod
-    def _outcome(run: StepRun) -> Outcome:
-        ids = {"run_id": run.run_id, "step_id": run.step_id, "state": run.state}
-        if run.state == "SUCCEEDED":
-            return Outcome("ok", **ids)
-        if run.state == "FAILED":
-            reason = str(run.failure.code) if run.failure else None
-            return Outcome("failed", reason=reason, **ids)
-        if run.outcome_unknown:
+    def _drive(self, unit: Unit[C, P, D], initial: str, trigger: str) -> None:
+        try:
+            self.machine().drive(unit, initial, trigger, self._entered, self._on_error)
+        except Halted as exc:
+            unit.log.error(
+                "worker_exception",
+                state=unit.state,
+                exceptionType=type(exc.__cause__ or exc).__name__,
+                wayOut="none",
+            )
+            unit.ended = "halted"
+
+    def _entered(self, unit: Unit[C, P, D], state: str) -> None:
+        unit.seen.append(state)
+        if self._crash is not None:
+            self._crash(unit, state)
+
+    def _on_error(self, unit: Unit[C, P, D], state: State, exc: Exception) -> Next:
+        """The error policy, in one place: the state's declared exit, taken once."""
+        exit_ = state.on_error_owned if unit.owned and state.on_error_owned else state.on_error
+        if exit_ is None:
+            raise Halted(f"{state.name} declares no way out") from exc
+        expected = isinstance(exc, Failure | StoreUnavailable)
+        if exit_.kind == "leave":
+            unit.log.error(
+                "probe_failed",
+                exceptionType=type(exc).__name__,
+                reason=exc.message if isinstance(exc, StoreUnavailable) else None,
+            )
+            unit.ended = "probe_failed"
+            return exit_.kind, None
+        if not expected:
+            unit.log.error("worker_exception", state=unit.state, exceptionType=type(exc).__name__)
+        if exit_.kind == "strand":
+            unit.stranded = True
+            return exit_.kind, None
+        if isinstance(exc, Failure):
+            failure = exc
+        elif isinstance(exc, StoreUnavailable):
+            failure = exc.as_failure()
+        else:
+            failure = internal_error(exc, state.error_code or self.lifecycle.internal_error_code)
+        if unit.failure is None or isinstance(exc, Failure):
+            unit.failure = failure
+        return exit_.kind, None
+
+    def _outcome(self, unit: Unit[C, P, D]) -> Outcome:
+        ids = {"doc_id": unit.doc_id, "unit_id": unit.unit_id, "state": unit.state}
+        if unit.ended == "claim_outcome_unknown":
             return Outcome("failed", reason="claim_outcome_unknown", **ids)
-        if run.state == "UNCHANGED":
-            reason = str(run.noop) if run.noop else (str(run.failure.code) if run.failure else None)
-            status: Literal["noop", "failed"] = "noop" if run.noop else "failed"
-            if status == "noop":
-                run.log.info("cloud_event_noop", reason=reason)
-            return Outcome(status, reason=reason, **ids)
-        return Outcome("failed", reason="stranded", **ids)
+        if unit.stranded or unit.ended == "halted" or unit.state not in self.lifecycle.terminal:
+            return Outcome("failed", reason="stranded", **ids)
+        if unit.state == "SUCCEEDED":
+            return Outcome("ok", **ids)
+        if unit.state == "FAILED":
+            return Outcome("failed", reason=unit.failure.code if unit.failure else None, **ids)
+        if unit.noop is not None:
+            unit.log.info("cloud_event_noop", reason=unit.noop)
+            return Outcome("noop", reason=unit.noop, **ids)
+        reason = unit.failure.code if unit.failure else unit.ended
+        return Outcome("failed", reason=reason, **ids)
 
 
-def ignored(log: EventLogger, reason: Ignored, run_id: str | None = None) -> Outcome:
+def ignored(log: EventLogger, reason: str, doc_id: str | None = None) -> Outcome:
     log.info("cloud_event_ignored", reason=str(reason))
-    return Outcome("noop", reason=str(reason), run_id=run_id)
+    return Outcome("noop", reason=str(reason), doc_id=doc_id)
 
 
-def noop(log: EventLogger, reason: NoOp, run_id: str, source: str) -> Outcome:
-    log.info("cloud_event_noop", reason=str(reason), source=source)
-    return Outcome("noop", reason=str(reason), run_id=run_id)
+def noop(log: EventLogger, reason: str, doc_id: str, origin: str) -> Outcome:
+    log.info("cloud_event_noop", reason=str(reason), source=origin)
+    return Outcome("noop", reason=str(reason), doc_id=doc_id)
 
 
-def log_finished(log: EventLogger, outcome: Outcome) -> None:
+def finished(log: EventLogger, outcome: Outcome, unit_field: str) -> None:
     fields: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason}
-    if outcome.step_id:
-        fields["stepId"] = outcome.step_id
+    if outcome.unit_id:
+        fields[unit_field] = outcome.unit_id
     if outcome.state:
-        fields["stepState"] = outcome.state
-    log.emit("cloud_event_finished", "ERROR" if outcome.state == "STRANDED" else "INFO", **fields)
+        fields[f"{unit_field.removesuffix('Id')}State"] = outcome.state  # stepState, jobState
+    severity = "ERROR" if outcome.reason == "stranded" else "INFO"
+    log.emit("cloud_event_finished", severity, **fields)

@@ -8,17 +8,19 @@ a fake with a wrong signature would make the code under test fail for the wrong 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
 
-from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+import compose
+from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
-from engine.config import WorkerConfig
-from engine.errors import ErrorCode, StoreUnavailable
-from engine.log import EventLogger
-from engine.ports import LLM, GuardedWrite, LLMRequest, LLMResponse, Ports, Snapshot
-from engine.runner import Worker
+from adapters.registries import PromptSchemaRegistry
+from engine.errors import Shared, StoreUnavailable
+from engine.ports import Gate, GuardedWrite, Path, Snapshot
+from engine.runner import Runner
+from states.llm_client.ports import LLM, LLMRequest, LLMResponse
 from tests import scenario
 
 
@@ -40,68 +42,80 @@ class GoodLLM:
         return LLMResponse(text=scenario.report_text(), finish_reason="STOP")
 
 
-class FinalizeDown(FirestoreFlowRunStore):
+def is_finalize(patch: Mapping[Path, Any]) -> bool:
+    return any(path[-1] == "finishedAt" for path in patch)
+
+
+class FinalizeDown(FirestoreDocumentStore):
     """Firestore answers reads and the claim, then is unavailable for the finalize."""
 
-    def update_step(
+    def update(
         self,
-        run_id: str,
-        step_id: str,
-        expect: str,
-        patch: dict[str, Any],
-        also: dict[str, Any] | None = None,
+        collection: str,
+        doc_id: str,
+        patch: Mapping[Path, Any],
+        gate: Gate,
+        timeout_s: float,
     ) -> GuardedWrite:
-        if expect == "RUNNING":
+        if is_finalize(patch):
             raise StoreUnavailable(
-                ErrorCode.FIRESTORE_UNAVAILABLE, "firestore write failed: ServiceUnavailable"
+                Shared.FIRESTORE_UNAVAILABLE, "firestore write failed: ServiceUnavailable"
             )
-        return super().update_step(run_id, step_id, expect, patch, also)
+        return super().update(collection, doc_id, patch, gate, timeout_s)
 
 
-class FinalizeExplodes(FirestoreFlowRunStore):
+class FinalizeExplodes(FirestoreDocumentStore):
     """A bug of ours in the finalize path (not a Firestore fault)."""
 
-    def update_step(
+    def update(
         self,
-        run_id: str,
-        step_id: str,
-        expect: str,
-        patch: dict[str, Any],
-        also: dict[str, Any] | None = None,
+        collection: str,
+        doc_id: str,
+        patch: Mapping[Path, Any],
+        gate: Gate,
+        timeout_s: float,
     ) -> GuardedWrite:
-        if expect == "RUNNING":
+        if is_finalize(patch):
             raise RuntimeError("bug in finalize")
-        return super().update_step(run_id, step_id, expect, patch, also)
+        return super().update(collection, doc_id, patch, gate, timeout_s)
 
 
-class CountingStore(FirestoreFlowRunStore):
-    """Counts flow run loads, to prove which events are decided without reading Firestore."""
+class CountingStore(FirestoreDocumentStore):
+    """Counts flow run reads, to prove which events are decided without reading Firestore."""
 
     loads: ClassVar[int] = 0
 
-    def load(self, run_id: str) -> Snapshot | None:
+    def get(self, collection: str, doc_id: str) -> Snapshot | None:
         type(self).loads += 1
-        return super().load(run_id)
+        return super().get(collection, doc_id)
+
+
+ENVIRON = {"ARTIFACTS_BUCKET": scenario.BUCKET, "GEMINI_API_KEY": "k"}
 
 
 def worker(
     db: Any,
     gcs: Any,
     llm: LLM,
-    store_cls: type[FirestoreFlowRunStore] = FirestoreFlowRunStore,
+    store_cls: type[FirestoreDocumentStore] = FirestoreDocumentStore,
     blobs: Any = None,
-    store: FirestoreFlowRunStore | None = None,
-) -> tuple[Worker, io.StringIO]:
-    """An in-process worker on the emulators, its log captured in the returned buffer."""
-    config = WorkerConfig.from_env({"ARTIFACTS_BUCKET": scenario.BUCKET, "GEMINI_API_KEY": "k"})
+    store: FirestoreDocumentStore | None = None,
+) -> tuple[Runner[Any, Any, Any], io.StringIO]:
+    """The LLM worker in this process on the emulators (the test's own clients), built by the
+    composition root like every other caller; its log is captured in the returned buffer."""
     sink = io.StringIO()
-    ports = Ports(
-        store=store if store is not None else store_cls(db, "flow_runs"),
-        registry=FirestoreRegistry(db, "llm_prompts", "llm_schemas"),
-        blobs=blobs if blobs is not None else GcsBlobStore(gcs),
+    runner = compose.build(
+        "llm_client",
+        ENVIRON,
+        stream=sink,
+        store=store if store is not None else store_cls(None, "(default)", given=db),
+        registry=PromptSchemaRegistry(
+            FirestoreRegistry(None, "(default)", given=db), "llm_prompts", "llm_schemas"
+        ),
+        blobs=blobs if blobs is not None else GcsBlobStore(given=gcs),
         llm=llm,
     )
-    return Worker(config, ports, EventLogger(env="test", stream=sink)), sink
+    return runner, sink
 
 
 class StorageDownOnProbe(GcsBlobStore):
@@ -109,12 +123,12 @@ class StorageDownOnProbe(GcsBlobStore):
     from a missing permission, or no route), as the adapter reports all of them."""
 
     def __init__(self, client: Any) -> None:
-        super().__init__(client)
+        super().__init__(given=client)
         self.probes = 0
 
     def exists(self, uri: str) -> bool:
         self.probes += 1
-        raise StoreUnavailable(ErrorCode.GCS_READ_FAILED, "gcs read failed: ServiceUnavailable")
+        raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: ServiceUnavailable")
 
 
 class FakeClock:
@@ -131,7 +145,7 @@ class FakeClock:
         self.now += seconds
 
 
-class AmbiguousWrites(FirestoreFlowRunStore):
+class AmbiguousWrites(FirestoreDocumentStore):
     """Firestore where a step write reaches the database but the client sees an error.
 
     `landing` writes land and then raise (a lost reply); with `land=False` they raise without
@@ -146,25 +160,25 @@ class AmbiguousWrites(FirestoreFlowRunStore):
         landing: int | None = 1,
         failing_reads: int | None = None,
     ) -> None:
-        super().__init__(client, "flow_runs", sleep=clock.sleep, clock=clock.monotonic)
+        super().__init__(None, "(default)", given=client, sleep=clock.sleep, clock=clock.monotonic)
         self.land = land
         self.landing = landing
         self.failing_reads = failing_reads
         self.erred_writes = 0
         self.failed_reads = 0
 
-    def _read(self, run_id: str, timeout: float = 10.0) -> Any:
+    def _read(self, collection: str, doc_id: str, timeout: float = 10.0) -> Any:
         if self.erred_writes and (
             self.failing_reads is None or self.failed_reads < self.failing_reads
         ):
             self.failed_reads += 1
             raise StoreUnavailable(
-                ErrorCode.FIRESTORE_UNAVAILABLE, "firestore read failed: ServiceUnavailable"
+                Shared.FIRESTORE_UNAVAILABLE, "firestore read failed: ServiceUnavailable"
             )
-        return super()._read(run_id, timeout)
+        return super()._read(collection, doc_id, timeout)
 
-    def _ref(self, run_id: str) -> Any:
-        return _ErringRef(super()._ref(run_id), self)
+    def _ref(self, collection: str, doc_id: str) -> Any:
+        return _ErringRef(super()._ref(collection, doc_id), self)
 
 
 class _ErringRef:

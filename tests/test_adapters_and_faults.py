@@ -7,6 +7,7 @@ Claims and finalizes are only ever tested against the Firestore emulator, which 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from typing import Any
 
@@ -14,22 +15,43 @@ import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
-from engine.ports import BlobTooLarge, BlobUndecodable
-from engine.runner import Event, Stranded
+from adapters.registries import PromptSchemaRegistry
+from engine.cloudevent import Event
+from engine.errors import DocumentInvalid
+from engine.gates import status_gate
+from engine.log import EventLogger
+from engine.ports import BlobTooLarge, BlobUndecodable, GuardedWrite
+from engine.runner import Stranded
+from states.flow_run.source import FlowRunSteps
+from states.llm_client.catalog import PROFILE
 from tests import scenario
 from tests.fakes import ExplodingLLM, FinalizeDown, FinalizeExplodes, GoodLLM, worker
 
 STEP = scenario.STEP
 
 
-def store(db, journal: list[dict[str, Any]] | None = None) -> FirestoreFlowRunStore:
-    return FirestoreFlowRunStore(
-        db,
-        "flow_runs",
+def store(db, journal: list[dict[str, Any]] | None = None) -> FirestoreDocumentStore:
+    return FirestoreDocumentStore(
+        None,
+        "(default)",
+        given=db,
         journal=journal.append if journal is not None else None,
         sleep=lambda _s: None,
+    )
+
+
+def update_step(
+    s: FirestoreDocumentStore, expect: str, fields: dict[str, Any], timeout: float = 10.0
+) -> GuardedWrite:
+    """A status-gated write of step fields, as the claim and the finalize make them."""
+    return s.update(
+        "flow_runs",
+        scenario.RUN_ID,
+        {("steps", STEP, *name.split(".")): value for name, value in fields.items()},
+        status_gate(("steps", STEP, "status"), frozenset({expect})),
+        timeout,
     )
 
 
@@ -45,9 +67,7 @@ def test_gate_mismatch_writes_nothing_and_reports_the_status(firestore):
     ref = seed_step(firestore, "SUCCEEDED")
     before = ref.get().update_time
     journal: list[dict[str, Any]] = []
-    result = store(firestore, journal).update_step(
-        scenario.RUN_ID, STEP, "RUNNING", {"status": "FAILED"}
-    )
+    result = update_step(store(firestore, journal), "RUNNING", {"status": "FAILED"})
     assert (result.committed, result.observed) == (False, "SUCCEEDED")
     assert ref.get().update_time == before
     assert journal == []
@@ -59,15 +79,15 @@ def test_a_lost_precondition_race_is_retried_on_a_fresh_read(firestore, monkeypa
     original = s._read
     reads = []
 
-    def racing_read(run_id, timeout=10.0):
-        snapshot = original(run_id, timeout)
+    def racing_read(collection, doc_id, timeout=10.0):
+        snapshot = original(collection, doc_id, timeout)
         reads.append(snapshot.update_time)
         if len(reads) == 1:  # someone else writes between our read and our write
             ref.update({"progress.currentStepId": "other"})
         return snapshot
 
     monkeypatch.setattr(s, "_read", racing_read)
-    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"})
+    result = update_step(s, "READY", {"status": "RUNNING"})
     assert result.committed
     assert len(reads) == 2
     assert ref.get().to_dict()["steps"][STEP]["status"] == "RUNNING"
@@ -79,15 +99,15 @@ def test_the_gate_is_rechecked_after_a_lost_race(firestore, monkeypatch):
     original = s._read
     calls = []
 
-    def claimed_by_twin(run_id, timeout=10.0):
-        snapshot = original(run_id, timeout)
+    def claimed_by_twin(collection, doc_id, timeout=10.0):
+        snapshot = original(collection, doc_id, timeout)
         calls.append(1)
         if len(calls) == 1:
             ref.update({f"steps.{STEP}.status": "RUNNING"})
         return snapshot
 
     monkeypatch.setattr(s, "_read", claimed_by_twin)
-    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING", "x": 1})
+    result = update_step(s, "READY", {"status": "RUNNING", "x": 1})
     assert (result.committed, result.observed) == (False, "RUNNING")
     assert "x" not in ref.get().to_dict()["steps"][STEP]
 
@@ -98,13 +118,13 @@ def test_every_attempt_lost_is_a_conflict(firestore, monkeypatch):
     original = s._read
     counter = iter(range(100))
 
-    def always_raced(run_id, timeout=10.0):
-        snapshot = original(run_id, timeout)
+    def always_raced(collection, doc_id, timeout=10.0):
+        snapshot = original(collection, doc_id, timeout)
         ref.update({"progress.tick": next(counter)})
         return snapshot
 
     monkeypatch.setattr(s, "_read", always_raced)
-    result = s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"})
+    result = update_step(s, "READY", {"status": "RUNNING"})
     assert result.conflict
     assert ref.get().to_dict()["steps"][STEP]["status"] == "READY"
 
@@ -139,10 +159,9 @@ def test_a_write_that_landed_before_an_error_counts_as_committed(
             self._ref.update(*args, **kw)
             raise after_landing
 
-    monkeypatch.setattr(s, "_ref", lambda run_id: LandsThenRaises(real_ref(run_id)))
-    result = s.update_step(
-        scenario.RUN_ID,
-        STEP,
+    monkeypatch.setattr(s, "_ref", lambda coll, doc_id: LandsThenRaises(real_ref(coll, doc_id)))
+    result = update_step(
+        s,
         "READY",
         {"status": "RUNNING", "outputs.execution.timing.startedAt": "2026-01-01T00:00:00.000001Z"},
     )
@@ -153,15 +172,24 @@ def test_a_write_that_landed_before_an_error_counts_as_committed(
 def test_run_error_is_written_once(firestore):
     seed_step(firestore, "READY")
     journal: list[dict[str, Any]] = []
-    s = store(firestore, journal)
-    error = {"code": "FLOW_RUN_INVALID", "message": "m"}
-    assert s.set_run_error(scenario.RUN_ID, error) is True
-    assert s.set_run_error(scenario.RUN_ID, error) is False  # our own write's event: no loop
-    assert len(journal) == 1
+    source = FlowRunSteps("LLM_REPORT", "flow_runs", store(firestore, journal))
+    log = EventLogger(PROFILE, env="test", stream=io.StringIO())
+    problem = DocumentInvalid("m")
+    assert source.invalid(scenario.RUN_ID, problem, log) == "FLOW_RUN_INVALID"
+    assert source.invalid(scenario.RUN_ID, problem, log) == "FLOW_RUN_INVALID"
+    # our own write's event finds the same error: it is not written again (no loop)
+    assert journal == [
+        {
+            "doc": f"flow_runs/{scenario.RUN_ID}",
+            "fields": {"error": {"code": "FLOW_RUN_INVALID", "message": "m"}},
+        }
+    ]
 
 
 def test_registry_caches_found_documents_only(firestore):
-    registry = FirestoreRegistry(firestore, "llm_prompts", "llm_schemas")
+    registry = PromptSchemaRegistry(
+        FirestoreRegistry(None, "(default)", given=firestore), "llm_prompts", "llm_schemas"
+    )
     assert registry.prompt("p1") is None
     firestore.collection("llm_prompts").document("p1").set({"a": 1})
     assert registry.prompt("p1") == {"a": 1}
@@ -181,7 +209,7 @@ def test_bounded_read_fetches_at_most_limit_plus_one_byte(gcs, monkeypatch):
         return data
 
     monkeypatch.setattr(storage.Blob, "download_as_bytes", spy)
-    blobs = GcsBlobStore(gcs)
+    blobs = GcsBlobStore(given=gcs)
     with pytest.raises(BlobTooLarge):
         blobs.read("gs://bkt-test/big.json", 65536)
     assert fetched == [65537]
@@ -191,7 +219,7 @@ def test_bounded_read_fetches_at_most_limit_plus_one_byte(gcs, monkeypatch):
 
 def test_create_only_write_reuses_an_existing_object(gcs):
     gcs.create_bucket("bkt-test")
-    blobs = GcsBlobStore(gcs)
+    blobs = GcsBlobStore(given=gcs)
     assert blobs.create("gs://bkt-test/r.json", b"first", "application/json") is True
     assert blobs.create("gs://bkt-test/r.json", b"second", "application/json") is False
     assert gcs.bucket("bkt-test").blob("r.json").download_as_bytes() == b"first"
@@ -248,14 +276,14 @@ def test_writes_after_a_load_skip_the_read_while_nothing_changed(firestore, monk
     reads = []
     original = s._read
 
-    def counting_read(run_id, timeout=10.0):
+    def counting_read(collection, doc_id, timeout=10.0):
         reads.append(1)
-        return original(run_id, timeout)
+        return original(collection, doc_id, timeout)
 
     monkeypatch.setattr(s, "_read", counting_read)
-    assert s.load(scenario.RUN_ID) is not None
-    assert s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"}).committed
-    assert s.update_step(scenario.RUN_ID, STEP, "RUNNING", {"status": "SUCCEEDED"}).committed
+    assert s.get("flow_runs", scenario.RUN_ID) is not None
+    assert update_step(s, "READY", {"status": "RUNNING"}).committed
+    assert update_step(s, "RUNNING", {"status": "SUCCEEDED"}).committed
     assert len(reads) == 1  # the load only: each write reused the snapshot the previous made
     assert ref.get().to_dict()["steps"][STEP]["status"] == "SUCCEEDED"
 
@@ -263,11 +291,11 @@ def test_writes_after_a_load_skip_the_read_while_nothing_changed(firestore, monk
 def test_a_remembered_snapshot_gone_stale_falls_back_to_a_read(firestore, monkeypatch):
     ref = seed_step(firestore, "READY")
     s = store(firestore, [])
-    s.load(scenario.RUN_ID)
+    s.get("flow_runs", scenario.RUN_ID)
     ref.update({"progress.currentStepId": "other"})  # someone wrote after our load
-    assert s.update_step(scenario.RUN_ID, STEP, "READY", {"status": "RUNNING"}).committed
+    assert update_step(s, "READY", {"status": "RUNNING"}).committed
     ref.update({f"steps.{STEP}.status": "FAILED"})  # and now the step is final elsewhere
-    result = s.update_step(scenario.RUN_ID, STEP, "RUNNING", {"status": "SUCCEEDED"})
+    result = update_step(s, "RUNNING", {"status": "SUCCEEDED"})
     assert (result.committed, result.observed) == (False, "FAILED")
     assert ref.get().to_dict()["steps"][STEP]["status"] == "FAILED"
 
@@ -303,7 +331,7 @@ def test_a_gzip_encoded_object_is_decoded_within_the_limit_and_never_beyond(gcs,
         return data
 
     monkeypatch.setattr(storage.Blob, "download_as_bytes", spy)
-    blobs = GcsBlobStore(gcs)
+    blobs = GcsBlobStore(given=gcs)
     assert blobs.read("gs://bkt-gz/small.json", 65536) == small
     with pytest.raises(BlobTooLarge):
         blobs.read("gs://bkt-gz/huge.json", 65536)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.runner import Event
+from engine.cloudevent import Event
 from tests import scenario
 from tests.fakes import AmbiguousWrites, FakeClock, GoodLLM, worker
 

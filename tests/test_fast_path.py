@@ -9,7 +9,7 @@ import pytest
 
 from adapters.cloudevents import decode_body
 from devstack.cloudevents import decode_document_fields, firestore_update_event
-from engine.runner import Event
+from engine.cloudevent import Event
 from tests import scenario
 from tests.fakes import CountingStore, ExplodingLLM, worker
 

@@ -19,7 +19,8 @@ import requests
 from devstack.cloudevents import firestore_update_event
 from devstack.fault_proxy import Fault, FaultProxy
 from devstack.services import FakeGcs
-from engine.runner import Event, Outcome
+from engine.cloudevent import Event
+from engine.runner import Outcome
 from tests import scenario
 from tests.conftest import PROJECT
 from tests.fakes import ExplodingLLM, StorageDownOnProbe, worker
@@ -127,7 +128,7 @@ def test_the_stale_scan_survives_odd_claims_and_failed_probes(firestore, gcs):
     stale_run(firestore, odd, None, execution=["not", "a", "map"])
     w, _ = worker(firestore, gcs, ExplodingLLM())
 
-    summary = finishes(lambda: w.recover_stale(LEASE))
+    summary = finishes(lambda: w.scan(LEASE))
 
     assert summary == {
         "runsScanned": 3,
@@ -144,7 +145,7 @@ def test_the_stale_scan_survives_odd_claims_and_failed_probes(firestore, gcs):
     stale_run(firestore, probe_down, old.isoformat().replace("+00:00", "Z"))
     blobs = StorageDownOnProbe(gcs)
     w2, sink2 = worker(firestore, gcs, ExplodingLLM(), blobs=blobs)
-    summary = finishes(lambda: w2.recover_stale(LEASE))
+    summary = finishes(lambda: w2.scan(LEASE))
     # The run status is the orchestrator's: all four runs are still RUNNING and scanned.
     assert summary == {
         "runsScanned": 4,

@@ -27,7 +27,7 @@ STRIPPED = (
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO):
     base = {k: v for k, v in os.environ.items() if k not in STRIPPED}
     return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args],
+        [sys.executable, "-m", "tools.llm_cli", *args],
         cwd=cwd,
         env={**base, "PYTHONPATH": str(REPO), **(env or {})},
         capture_output=True,

@@ -28,7 +28,7 @@ def running_since(db, gcs, seconds_ago: float, status: str = "RUNNING") -> str:
 def test_a_stale_step_without_artifact_is_failed_with_a_catalogued_code(firestore, gcs):
     started = running_since(firestore, gcs, LEASE + 60)
     w, _ = worker(firestore, gcs, ExplodingLLM())
-    summary = w.recover_stale(LEASE)
+    summary = w.scan(LEASE)
     assert summary == {
         "runsScanned": 1,
         "stale": 1,
@@ -47,7 +47,7 @@ def test_a_stale_step_with_its_artifact_is_finalized_from_it(firestore, gcs):
     artifact = (CONTRACTS / "examples/llm_report_file.example.json").read_bytes()
     scenario.upload(gcs, scenario.ARTIFACT_URI, artifact)
     w, _ = worker(firestore, gcs, ExplodingLLM())
-    assert w.recover_stale(LEASE)["recovered"] == 1
+    assert w.scan(LEASE)["recovered"] == 1
     step = scenario.step_of(firestore)
     assert (step["status"], step["outputs"]["gcs_uri"]) == ("SUCCEEDED", scenario.ARTIFACT_URI)
     assert step["outputs"]["execution"]["reused"] is True
@@ -58,7 +58,7 @@ def test_a_step_within_its_lease_is_left_alone(firestore, gcs):
     running_since(firestore, gcs, 30)
     before = firestore.collection("flow_runs").document(scenario.RUN_ID).get().update_time
     w, _ = worker(firestore, gcs, ExplodingLLM())
-    assert w.recover_stale(LEASE) == {
+    assert w.scan(LEASE) == {
         "runsScanned": 1,
         "stale": 0,
         "recovered": 0,
@@ -75,17 +75,17 @@ def test_a_step_reclaimed_after_the_scan_is_not_failed(firestore, gcs, monkeypat
     running_since(firestore, gcs, LEASE + 60)
     w, _ = worker(firestore, gcs, ExplodingLLM())
     store = w.ports.store
-    original = store.running_runs
+    original = store.query
 
-    def scan_then_reclaim():
-        runs = original()
+    def scan_then_reclaim(collection, field, value, limit):
+        runs = original(collection, field, value, limit)
         firestore.collection("flow_runs").document(scenario.RUN_ID).update(
             {f"steps.{scenario.STEP}.outputs.execution.timing.startedAt": "2099-01-01T00:00:00Z"}
         )
         return runs
 
-    monkeypatch.setattr(store, "running_runs", scan_then_reclaim)
-    w.recover_stale(LEASE)
+    monkeypatch.setattr(store, "query", scan_then_reclaim)
+    w.scan(LEASE)
     step = scenario.step_of(firestore)
     assert step["status"] == "RUNNING"
     assert "error" not in step
@@ -95,7 +95,7 @@ def test_terminal_and_non_running_runs_are_not_scanned(firestore, gcs):
     running_since(firestore, gcs, LEASE + 60)
     firestore.collection("flow_runs").document(scenario.RUN_ID).update({"status": "CANCELLED"})
     w, _ = worker(firestore, gcs, ExplodingLLM())
-    assert w.recover_stale(LEASE)["runsScanned"] == 0
+    assert w.scan(LEASE)["runsScanned"] == 0
     assert scenario.step_of(firestore)["status"] == "RUNNING"
 
 
@@ -118,7 +118,7 @@ def test_the_cli_subcommand_runs_the_scan(firestore, gcs, service_env):
     running_since(firestore, gcs, 2000)
     env = {**os.environ, **service_env, "ARTIFACTS_BUCKET": scenario.BUCKET}
     result = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "recover-stale", "--lease-seconds", "1000"],
+        [sys.executable, "-m", "tools.llm_cli", "recover-stale", "--lease-seconds", "1000"],
         env=env,
         capture_output=True,
         text=True,

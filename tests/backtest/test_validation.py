@@ -22,9 +22,7 @@ def utc_offset(offset: int) -> datetime.timezone:
 
 def firestore_timestamp(year: int, month: int, day: int, hour: int) -> datetime.datetime:
     """A timestamp as the Firestore client returns it: a tz-aware `datetime` subclass."""
-    moment: datetime.datetime = DatetimeWithNanoseconds(
-        year, month, day, hour, tzinfo=datetime.UTC
-    )
+    moment: datetime.datetime = DatetimeWithNanoseconds(year, month, day, hour, tzinfo=datetime.UTC)
     return moment
 
 

@@ -25,18 +25,18 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore as gcf
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from adapters.firestore import FirestoreFlowRunStore, FirestoreRegistry
+import compose
+from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
+from adapters.registries import PromptSchemaRegistry
 from devstack.cloudevents import firestore_update_event
 from devstack.example import load_example
 from devstack.gemini_stub import RecordedRequest, Reply, ok
 from devstack.services import FakeGcs, FirestoreEmulator, FunctionServer, LogMark, post_event
-from engine.config import WorkerConfig
-from engine.contracts import RUN_ID_RE
-from engine.errors import ErrorCode
-from engine.log import EventLogger
-from engine.ports import LLMRequest, LLMResponse, Ports
-from engine.runner import Worker
+from engine.runner import Runner
+from states.flow_run.contracts import RUN_ID_RE
+from states.llm_client.errors import ErrorCode
+from states.llm_client.ports import LLMRequest, LLMResponse
 from tests.conftest import FAKE_GEMINI_API_KEY, PROJECT
 from tests.contracts import load
 
@@ -548,20 +548,22 @@ class NoModel:
         raise AssertionError("stale recovery called the model")
 
 
-def recovery_worker(db: Any, gcs: Any) -> tuple[Worker, NoModel, io.StringIO]:
+def recovery_worker(db: Any, gcs: Any) -> tuple[Runner[Any, Any, Any], NoModel, io.StringIO]:
     """The scheduler job's worker (`recover_stale_steps`) wired to the test's own clients."""
-    config = WorkerConfig.from_env(
-        {"ARTIFACTS_BUCKET": BUCKET, "GEMINI_API_KEY": FAKE_GEMINI_API_KEY}
-    )
     model = NoModel()
-    ports = Ports(
-        store=FirestoreFlowRunStore(db, "flow_runs"),
-        registry=FirestoreRegistry(db, "llm_prompts", "llm_schemas"),
-        blobs=GcsBlobStore(gcs),
+    sink = io.StringIO()
+    runner = compose.build(
+        "llm_client",
+        {"ARTIFACTS_BUCKET": BUCKET, "GEMINI_API_KEY": FAKE_GEMINI_API_KEY, "ENV": "chaos"},
+        stream=sink,
+        store=FirestoreDocumentStore(None, "(default)", given=db),
+        registry=PromptSchemaRegistry(
+            FirestoreRegistry(None, "(default)", given=db), "llm_prompts", "llm_schemas"
+        ),
+        blobs=GcsBlobStore(given=gcs),
         llm=model,
     )
-    sink = io.StringIO()
-    return Worker(config, ports, EventLogger(env="chaos", stream=sink)), model, sink
+    return runner, model, sink
 
 
 # --------------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ KILLED_BEFORE_WRITE = frozenset(CRASH_STATES[1:6])
 EXPECTED_CALLS = {state: 0 if state in CRASH_STATES[1:4] else 1 for state in CRASH_STATES}
 
 
-HOOKED = (*CRASH_STATES, "RUNNING_recover")
+HOOKED = (*CRASH_STATES, "RUNNING_adopt")
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
     # only. The finalize run also crashes once more, on entering recover, on its redelivery.
     for run in runs:
         state = target[run.run_id]
-        crasher.arm(run, state, *(["RUNNING_recover"] if state == "RUNNING_finalize" else []))
+        crasher.arm(run, state, *(["RUNNING_adopt"] if state == "RUNNING_finalize" else []))
     armed_before = crasher.markers()
     seed_registries(firestore)
     seed_objects(gcs, runs)
@@ -292,14 +292,14 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
         per_run = calls_per_run(gemini.requests, runs)
 
         worker, model, recovery_log = recovery_worker(firestore, gcs)
-        summary = worker.recover_stale(0.001)  # any claim is older than this lease
+        summary = worker.scan(0.001)  # any claim is older than this lease
         history.wait_caught_up(firestore, runs)
 
         before = fingerprint(firestore, runs)
         replays = Deliveries()
         urls = [crash.url, *(s.url for s in servers)]
         replay_status = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=0.3)
-        again = worker.recover_stale(0.001)
+        again = worker.scan(0.001)
         history.wait_caught_up(firestore, runs)
         after = fingerprint(firestore, runs)
 
@@ -437,7 +437,7 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
         killed = cut_short(crasher.server, mark)
         running = {rid for rid, s in statuses(firestore, runs).items() if s == "RUNNING"}
         worker, model, recovery_log = recovery_worker(firestore, gcs)
-        summary = worker.recover_stale(0.001)
+        summary = worker.scan(0.001)
         history.wait_caught_up(firestore, runs)
         before = fingerprint(firestore, runs)
         replays = Deliveries()
@@ -699,7 +699,7 @@ def settle_and_audit(
     replays = Deliveries()
     replay_status = replays.storm(replay_jobs(runs, [server.url] * 3), seed=SEED)
     worker, model, recovery_log = recovery_worker(db, storage)
-    summary = worker.recover_stale(0.001)
+    summary = worker.scan(0.001)
     after = fingerprint(db, runs)
     sources = {**log_sources([server]), "recovery log": recovery_log.getvalue()}
     result = audit(db, storage, runs, sources=sources, texts=forbidden_texts(**texts))
@@ -1019,7 +1019,7 @@ def test_storage_failing_during_recovery_probes(
         )
         proxied = storage_client(probe_proxy.endpoint)
         worker, model, recovery_log = recovery_worker(firestore, proxied)
-        during = worker.recover_stale(0.001)
+        during = worker.scan(0.001)
         history.wait_caught_up(firestore, runs)
         untouched = fingerprint(firestore, runs)
         injected = len(probe_proxy.injected)
@@ -1029,7 +1029,7 @@ def test_storage_failing_during_recovery_probes(
         healed_status = healed.storm(
             [(url, run.event(claimed_long_ago(run))) for run in runs for url in urls], seed=SEED
         )
-        after = worker.recover_stale(0.001)
+        after = worker.scan(0.001)
         history.wait_caught_up(firestore, runs)
 
     per_invocation = [

@@ -20,7 +20,7 @@ from google.cloud import firestore as gcf
 
 from adapters.chart_usage import FirestoreUsageStore, MemoryUsageStore
 from devstack.services import FirestoreEmulator, free_port
-from engine.errors import ErrorCode, StoreUnavailable
+from engine.errors import Shared, StoreUnavailable
 from states.chart_export.usage import (
     UNREADABLE_COUNT,
     AtLimit,
@@ -431,7 +431,7 @@ def test_an_ambiguous_write_is_never_a_reservation(
     if expected is None:
         with pytest.raises(StoreUnavailable) as raised:
             store.reserve(ACCOUNT, None, NOW)
-        assert raised.value.code is ErrorCode.FIRESTORE_UNAVAILABLE
+        assert raised.value.code == Shared.FIRESTORE_UNAVAILABLE
         assert raised.value.message == f"firestore write failed: {kind.__name__}"
     else:
         assert store.reserve(ACCOUNT, None, NOW) == expected
@@ -454,7 +454,7 @@ def test_firestore_down_is_store_unavailable_without_values(
     finally:
         client.close()
     error = raised.value
-    assert error.code is ErrorCode.FIRESTORE_UNAVAILABLE
+    assert error.code == Shared.FIRESTORE_UNAVAILABLE
     # an exception type name and nothing else: no account id, host, port or client text
     assert re.fullmatch(r"firestore read failed: [A-Za-z]+", error.message), error.message
     assert str(error) == error.message

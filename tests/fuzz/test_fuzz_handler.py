@@ -17,13 +17,27 @@ from hypothesis import strategies as st
 
 from adapters.cloudevents import to_event
 from devstack.cloudevents import firestore_update_event
-from engine.errors import ErrorCode, Ignored, NoOp
-from engine.ports import LLMCallFailed, LLMRequest, LLMResponse
+from engine.errors import Ignored, NoOp
+from states.flow_run import source
+from states.llm_client.errors import ErrorCode
+from states.llm_client.ports import LLMCallFailed, LLMRequest, LLMResponse
 from tests import scenario
 from tests.contracts import load
 from tests.fakes import worker
 
-CATALOGUED = {str(c) for c in ErrorCode} | {str(n) for n in NoOp} | {str(i) for i in Ignored}
+CATALOGUED = (
+    {str(c) for c in ErrorCode}
+    | {str(n) for n in NoOp}
+    | {str(i) for i in Ignored}
+    | {
+        source.FLOW_RUN_NOT_FOUND,
+        source.RUN_NOT_RUNNING,
+        source.NO_READY_STEP,
+        source.DEPENDENCY_NOT_SUCCEEDED,
+        "probe_failed",
+        "claim_outcome_unknown",
+    }
+)
 FUZZ = settings(
     max_examples=60,
     deadline=None,
@@ -157,9 +171,9 @@ def test_any_flow_run_document(firestore, gcs, doc, model, with_value):
     after = statuses_of(firestore)
     stuck = [s for s, status in after.items() if status == "RUNNING" and before.get(s) != "RUNNING"]
     assert stuck == [], f"left RUNNING: {stuck}"
-    if outcome.status == "failed" and outcome.step_id:
+    if outcome.status == "failed" and outcome.unit_id:
         step = firestore.collection("flow_runs").document(scenario.RUN_ID).get().to_dict()
-        error = step["steps"][outcome.step_id].get("error") or {}
+        error = step["steps"][outcome.unit_id].get("error") or {}
         assert error.get("code") in {str(c) for c in ErrorCode}
 
 

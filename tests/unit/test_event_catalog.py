@@ -6,11 +6,14 @@ import io
 import json
 import re
 
-from engine.events import CATALOG
 from engine.log import EventLogger
+from states.llm_client.catalog import PROFILE
 from tests.contracts import REPO
 
-SOURCES = ["engine", "states", "adapters", "entry.py"]
+CATALOG = PROFILE.catalog
+# Every place an event of the LLM worker can come from: the engine, the states it runs, the
+# composition root that logs its configuration.
+SOURCES = ["engine", "states/flow_run", "states/llm_client", "compose.py"]
 EMIT = re.compile(r"\.(?:info|warning|error|debug|emit)\(\s*\"([a-z_]+)\"", re.S)
 
 
@@ -48,9 +51,23 @@ def test_every_emitted_event_is_catalogued():
 
 def test_the_logger_flags_uncatalogued_events_and_missing_fields():
     sink = io.StringIO()
-    log = EventLogger(env="t", stream=sink)
+    log = EventLogger(PROFILE, env="t", stream=sink)
     log.info("made_up_event")
     log.info("claim_attempt", claimed=True)
     first, second = (json.loads(line) for line in sink.getvalue().splitlines())
     assert first["uncatalogued"] is True
     assert second["missingFields"] == ["stepId", "reason"]
+
+
+def test_a_record_holding_a_secret_value_is_suppressed():
+    sink = io.StringIO()
+    log = EventLogger(PROFILE.with_secrets(["key-material-1234"]), env="t", stream=sink)
+    log.info("claim_attempt", stepId="s", claimed=False, reason="x key-material-1234")
+    log.error("worker_exception", state="s", exceptionType="E", detail='"key-material-1234"')
+    log.info("claim_attempt", stepId="s", claimed=True, reason="claimed")
+    lines = sink.getvalue().splitlines()
+    assert "key-material-1234" not in sink.getvalue()
+    first, second, third = (json.loads(line) for line in lines)
+    assert (first["event"], first["suppressedEvent"]) == ("log_record_suppressed", "claim_attempt")
+    assert second["suppressedEvent"] == "worker_exception"
+    assert third["event"] == "claim_attempt"

@@ -19,9 +19,10 @@ def test_hook_fires_once_per_marker(tmp_path, monkeypatch):
         {"WORKER_TEST_CRASH_AT": "RUNNING_write", "WORKER_TEST_CRASH_ONCE_DIR": str(tmp_path)}
     )
     assert hook is not None
-    model = SimpleNamespace(run_id="r", step_id="s")
-    hook(SimpleNamespace(transition=SimpleNamespace(dest="RUNNING_generate"), model=model))
+    unit = SimpleNamespace(doc_id="r", unit_id="s")
+    hook(unit, "RUNNING_generate")
     assert kills == []
-    hook(SimpleNamespace(transition=SimpleNamespace(dest="RUNNING_write"), model=model))
-    hook(SimpleNamespace(transition=SimpleNamespace(dest="RUNNING_write"), model=model))
+    hook(unit, "RUNNING_write")
+    hook(unit, "RUNNING_write")
     assert len(kills) == 1
+    assert (tmp_path / "r.s.RUNNING_write").exists()

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from engine.config import ConfigError, WorkerConfig
+from engine.config import ConfigError
 from engine.log import EventLogger
+from states.llm_client.catalog import PROFILE
+from states.llm_client.config import LlmConfig as WorkerConfig
 
 REQUIRED = (
     "service",
@@ -26,7 +28,9 @@ REQUIRED = (
 
 def emit(**fields) -> dict[str, Any]:
     sink = io.StringIO()
-    EventLogger(env="test", stream=sink).bind(eventId="e1", runId="r1").info("probe", **fields)
+    EventLogger(PROFILE, env="test", stream=sink).bind(eventId="e1", runId="r1").info(
+        "probe", **fields
+    )
     entry: dict[str, Any] = json.loads(sink.getvalue())
     return entry
 
@@ -70,7 +74,7 @@ def test_logger_never_raises():
         def write(self, _):
             raise OSError("disk full")
 
-    EventLogger(env="t", stream=Broken()).info("probe", x=1)
+    EventLogger(PROFILE, env="t", stream=Broken()).info("probe", x=1)
 
 
 BASE = {"ARTIFACTS_BUCKET": "bkt", "GEMINI_API_KEY": "secret-value-123"}
@@ -78,7 +82,8 @@ BASE = {"ARTIFACTS_BUCKET": "bkt", "GEMINI_API_KEY": "secret-value-123"}
 
 def test_defaults_match_the_spec():
     config = WorkerConfig.from_env(BASE)
-    assert (config.invocation_timeout_s, config.finalize_budget_s, config.gemini_timeout_s) == (
+    common = config.common
+    assert (common.invocation_timeout_s, common.finalize_budget_s, config.gemini_timeout_s) == (
         780.0,
         120.0,
         600.0,
@@ -135,9 +140,9 @@ def test_errors_name_the_variable_never_the_value(env, variable):
 @pytest.mark.parametrize(
     ("variable", "value", "attribute", "expected"),
     [
-        ("GCP_PROJECT", "p1", "gcp_project", "p1"),
+        ("GCP_PROJECT", "p1", "common.gcp_project", "p1"),
         ("GCP_REGION", "europe-west1", "gcp_region", "europe-west1"),
-        ("FIRESTORE_DATABASE", "tda", "firestore_database", "tda"),
+        ("FIRESTORE_DATABASE", "tda", "common.firestore_database", "tda"),
         ("FLOW_RUNS_COLLECTION", "runs", "flow_runs_collection", "runs"),
         ("LLM_PROMPTS_COLLECTION", "prompts", "prompts_collection", "prompts"),
         ("LLM_SCHEMAS_COLLECTION", "schemas", "schemas_collection", "schemas"),
@@ -145,15 +150,18 @@ def test_errors_name_the_variable_never_the_value(env, variable):
         ("ARTIFACTS_PREFIX", "/reports/", "artifacts_prefix", "/reports/"),
         ("GEMINI_ALLOWED_MODELS", " a , b ,", "allowed_models", ("a", "b")),
         ("GEMINI_TIMEOUT_SECONDS", "30", "gemini_timeout_s", 30.0),
-        ("FINALIZE_BUDGET_SECONDS", "60", "finalize_budget_s", 60.0),
-        ("INVOCATION_TIMEOUT_SECONDS", "540", "invocation_timeout_s", 540.0),
-        ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
-        ("ENV", "prod", "env", "prod"),
-        ("STALE_STEP_LEASE_SECONDS", "3600", "stale_lease_s", 3600.0),
+        ("FINALIZE_BUDGET_SECONDS", "60", "common.finalize_budget_s", 60.0),
+        ("INVOCATION_TIMEOUT_SECONDS", "540", "common.invocation_timeout_s", 540.0),
+        ("LOG_LEVEL", "debug", "common.log_level", "DEBUG"),
+        ("ENV", "prod", "common.env", "prod"),
+        ("STALE_STEP_LEASE_SECONDS", "3600", "common.lease_s", 3600.0),
     ],
 )
 def test_every_variable_is_read(variable, value, attribute, expected):
-    assert getattr(WorkerConfig.from_env({**BASE, variable: value}), attribute) == expected
+    found: Any = WorkerConfig.from_env({**BASE, variable: value})
+    for name in attribute.split("."):
+        found = getattr(found, name)
+    assert found == expected
 
 
 @pytest.mark.parametrize(

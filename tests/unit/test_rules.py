@@ -8,20 +8,21 @@ import json
 import pytest
 
 from engine.budget import TimeBudget
-from engine.config import WorkerConfig
-from engine.contracts import ChartItem
-from engine.errors import ErrorCode, StepFailure
-from engine.step_run import Invalid
-from states.artifact import artifact_uri
-from states.assemble import user_input
-from states.resolve import (
+from engine.errors import Failure as StepFailure
+from states.llm_client.assemble import user_input
+from states.llm_client.config import LlmConfig as WorkerConfig
+from states.llm_client.contracts import ChartItem
+from states.llm_client.errors import ErrorCode
+from states.llm_client.phases import Invalid
+from states.llm_client.resolve import (
     canonical_sha256,
     check_timeframe,
     profile,
     schema_problem,
     schema_version,
 )
-from states.validate import describe, failure_message, schema_errors
+from states.llm_client.unit import report_uri as artifact_uri
+from states.llm_client.validate import describe, failure_message, schema_errors
 from tests.contracts import load, text
 
 SCHEMA = load("examples/llm_schema.example.json")
@@ -35,7 +36,7 @@ GOOD_PROFILE = {
 }
 
 
-def failure_code(fn, *args) -> ErrorCode:
+def failure_code(fn, *args) -> str:
     with pytest.raises(StepFailure) as err:
         fn(*args)
     return err.value.code
@@ -64,12 +65,12 @@ def test_good_profile_passes_as_given():
 def test_profile_violations_are_llm_profile_invalid(change):
     raw = {**GOOD_PROFILE, **change}
     raw = {k: v for k, v in raw.items() if v is not None}
-    assert failure_code(profile, raw, ()) is ErrorCode.LLM_PROFILE_INVALID
+    assert failure_code(profile, raw, ()) == ErrorCode.LLM_PROFILE_INVALID
 
 
 def test_model_allowlist():
     assert profile(GOOD_PROFILE, ("gemini-2.0-flash",))[1].effective_model == "gemini-2.0-flash"
-    assert failure_code(profile, GOOD_PROFILE, ("gemini-2.5-pro",)) is ErrorCode.LLM_PROFILE_INVALID
+    assert failure_code(profile, GOOD_PROFILE, ("gemini-2.5-pro",)) == ErrorCode.LLM_PROFILE_INVALID
 
 
 def test_deprecated_model_alias_is_accepted():
@@ -202,8 +203,8 @@ def test_artifact_prefix_is_normalized(prefix, uri):
 def test_step_timeframe_must_agree_with_the_step_id():
     check_timeframe("llm_report_1M_month_summary_v1", "1M")
     check_timeframe("summary_without_timeframe", "1d")
-    assert failure_code(check_timeframe, "llm_report_1M_x", "1w") is ErrorCode.INVALID_STEP_INPUTS
-    assert failure_code(check_timeframe, "llm_report_x", None) is ErrorCode.INVALID_STEP_INPUTS
+    assert failure_code(check_timeframe, "llm_report_1M_x", "1w") == ErrorCode.INVALID_STEP_INPUTS
+    assert failure_code(check_timeframe, "llm_report_x", None) == ErrorCode.INVALID_STEP_INPUTS
 
 
 def test_budget_refuses_calls_inside_the_finalize_budget():
@@ -214,13 +215,13 @@ def test_budget_refuses_calls_inside_the_finalize_budget():
     clock[0] = 200
     assert budget.cap(600) == pytest.approx(460)
     clock[0] = 661
-    assert failure_code(budget.require, "gemini") is ErrorCode.TIME_BUDGET_EXCEEDED
+    assert failure_code(budget.require, "gemini") == ErrorCode.TIME_BUDGET_EXCEEDED
 
 
 def test_an_unknown_thinking_level_is_a_profile_error_not_a_crash():
     from adapters.gemini import generation_config
-    from engine.ports import LLMCallFailed, LLMRequest
-    from states.generate import fault_failure
+    from states.llm_client.generate import fault_failure
+    from states.llm_client.ports import LLMCallFailed, LLMRequest
 
     _, parsed = profile({**GOOD_PROFILE, "thinkingConfig": {"thinkingLevel": "EXTREME"}}, ())
     request = LLMRequest(
@@ -233,7 +234,7 @@ def test_an_unknown_thinking_level_is_a_profile_error_not_a_crash():
     )
     with pytest.raises(LLMCallFailed) as err:
         generation_config(request, 10)
-    assert fault_failure(err.value).code is ErrorCode.LLM_PROFILE_INVALID
+    assert fault_failure(err.value)[0] == ErrorCode.LLM_PROFILE_INVALID
     _, known = profile({**GOOD_PROFILE, "thinkingConfig": {"thinkingLevel": "LOW"}}, ())
     assert (
         generation_config(

@@ -7,10 +7,21 @@ from typing import Any
 
 import pytest
 
-from engine.errors import FlowRunInvalid, NoOp
-from engine.runner import parse_flow_run, run_id_from_subject
-from states.ready import select
+from engine.cloudevent import doc_id_from_subject
+from engine.errors import DocumentInvalid as FlowRunInvalid
+from states.flow_run import source
+from states.flow_run.contracts import RUN_ID_RE
+from states.flow_run.source import parse_flow_run
 from tests.contracts import load
+
+
+def select(run, only=None):
+    return source.select(run, "LLM_REPORT", only)
+
+
+def run_id_from_subject(subject, collection):
+    return doc_id_from_subject(subject, collection, RUN_ID_RE)
+
 
 RUN_ID = "20251224-120000_BTCUSDT_a1b2c"
 LLM = "llm_report_1M_month_summary_v1"
@@ -29,7 +40,7 @@ def test_ready_step_with_succeeded_dependencies_is_selected():
 def test_run_not_running_is_a_noop(status):
     doc = vector()
     doc["status"] = status
-    assert select(parse_flow_run(RUN_ID, doc)).noop is NoOp.RUN_NOT_RUNNING
+    assert select(parse_flow_run(RUN_ID, doc)).noop == source.RUN_NOT_RUNNING
 
 
 @pytest.mark.parametrize("dep_status", ["RUNNING", "SKIPPED", "FAILED", "READY"])
@@ -38,7 +49,7 @@ def test_dependency_not_succeeded_blocks(dep_status):
     doc["steps"]["charts_1M_default_set_v1"]["status"] = dep_status
     selection = select(parse_flow_run(RUN_ID, doc))
     assert selection.execute is None
-    assert selection.noop is NoOp.DEPENDENCY_NOT_SUCCEEDED
+    assert selection.noop == source.DEPENDENCY_NOT_SUCCEEDED
 
 
 def test_unknown_dependency_is_selected_so_it_can_be_failed():
@@ -59,14 +70,14 @@ def test_no_ready_step_lists_running_steps_for_recovery():
     doc = vector()
     doc["steps"][LLM]["status"] = "RUNNING"
     selection = select(parse_flow_run(RUN_ID, doc))
-    assert selection.noop is NoOp.NO_READY_STEP
-    assert selection.recover == [LLM]
+    assert selection.noop == source.NO_READY_STEP
+    assert selection.probe == (LLM,)
 
 
 def test_other_step_types_are_never_selected():
     doc = vector()
     doc["steps"][LLM]["stepType"] = "CHART_EXPORT"
-    assert select(parse_flow_run(RUN_ID, doc)).noop is NoOp.NO_READY_STEP
+    assert select(parse_flow_run(RUN_ID, doc)).noop == source.NO_READY_STEP
 
 
 @pytest.mark.parametrize(

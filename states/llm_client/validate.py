@@ -12,10 +12,13 @@ from typing import Any
 from jsonschema.exceptions import ValidationError
 
 from engine import jsontext
-from engine.errors import ErrorCode, StepFailure
-from engine.step_run import Invalid, StepRun
-from states.generate import MIN_CALL_SECONDS
-from states.schema_regex import LinearValidator
+from engine.errors import Failure
+from engine.lifecycle import Next
+from states.llm_client.errors import ErrorCode
+from states.llm_client.generate import MIN_CALL_SECONDS
+from states.llm_client.phases import Generated, Invalid, Rejected, Validated
+from states.llm_client.schema_regex import LinearValidator
+from states.llm_client.unit import LlmUnit
 
 REPAIRABLE = ("missing_text", "json_parse", "schema_validation")
 PARSE_PROBLEMS = {
@@ -26,76 +29,72 @@ PARSE_PROBLEMS = {
 MAX_ERRORS = 10
 
 
-def enter(run: StepRun) -> None:
-    response = run.response
-    assert response is not None and run.schema is not None
+def enter(unit: LlmUnit, generated: Generated) -> Next:
+    response = generated.response
+    resolved = generated.assembled.resolved
     if response.finish_reason == "SAFETY":
-        raise StepFailure(ErrorCode.LLM_SAFETY_BLOCK, "model response blocked: finishReason=SAFETY")
+        raise Failure(ErrorCode.LLM_SAFETY_BLOCK, "model response blocked: finishReason=SAFETY")
     text = response.text or ""
-    run.invalid = None
+    invalid: Invalid | None = None
+    output: dict[str, Any] | None = None
     if not text:
-        run.invalid = rejection("missing_text", "no text in candidate", [], text)
+        invalid = rejection("missing_text", "no text in candidate", [], text)
     else:
         try:
             value = jsontext.loads(text)
         except jsontext.JsonRejected as exc:
-            run.invalid = rejection("json_parse", PARSE_PROBLEMS[exc.reason], [], text)
+            invalid = rejection("json_parse", PARSE_PROBLEMS[exc.reason], [], text)
         else:
-            errors = schema_errors(run.schema.json_schema, value, run.schema_sha256)
+            errors = schema_errors(resolved.schema.json_schema, value, resolved.schema_sha256)
             if errors:
-                run.invalid = rejection(
+                invalid = rejection(
                     "schema_validation",
                     describe(errors[0]),
                     [item(e) for e in errors[:MAX_ERRORS]],
                     text,
                 )
             elif isinstance(value, dict):
-                run.output = value
-    if run.invalid is None:
-        if run.attempts > 1:
-            run.log.info("structured_output_repair_attempt_finished", attempt=1, status="valid")
-        run.trigger("valid")
-        return
-    planned = repair_allowed(run)
-    run.log.warning(
+                output = value
+    if invalid is None and output is not None:
+        if generated.attempt > 1:
+            unit.log.info("structured_output_repair_attempt_finished", attempt=1, status="valid")
+        return "valid", Validated(generated, output)
+    if invalid is None:  # valid against the schema, yet not an object: no report can hold it
+        invalid = rejection("schema_validation", "path=$ expected=object", [], text)
+    planned = repair_allowed(unit, generated, invalid)
+    unit.log.warning(
         "structured_output_invalid",
-        reason={"kind": run.invalid.kind, "message": run.invalid.message},
+        reason={"kind": invalid.kind, "message": invalid.message},
         llm={"finishReason": response.finish_reason},
         diagnostics={
-            "textBytes": run.invalid.text_bytes,
-            "textSha256": run.invalid.text_sha256,
-            "validationErrors": run.invalid.errors,
+            "textBytes": invalid.text_bytes,
+            "textSha256": invalid.text_sha256,
+            "validationErrors": invalid.errors,
         },
         policy={
             "repairPlanned": planned,
-            "remainingSeconds": round(run.budget.remaining(), 1),
-            "finalizeBudgetSeconds": run.budget.finalize_budget_s,
+            "remainingSeconds": round(unit.budget.remaining(), 1),
+            "finalizeBudgetSeconds": unit.budget.finalize_budget_s,
         },
-        attempt=run.attempts,
+        attempt=generated.attempt,
     )
     if planned:
-        run.log.info("structured_output_repair_attempt_started", attempt=1)
-    run.trigger("invalid")
+        unit.log.info("structured_output_repair_attempt_started", attempt=1)
+    return "invalid", Rejected(generated, invalid, repair_planned=planned)
 
 
-def repair_allowed(run: StepRun) -> bool:
-    """Guard: one repair at most, only for repairable kinds, only with time to spare."""
+def repair_allowed(unit: LlmUnit, generated: Generated, invalid: Invalid) -> bool:
+    """One repair at most, only for repairable kinds, only with time to spare."""
     return (
-        run.attempts < 2
-        and run.invalid is not None
-        and run.invalid.kind in REPAIRABLE
-        and run.budget.spendable() > MIN_CALL_SECONDS
+        generated.attempt < 2
+        and invalid.kind in REPAIRABLE
+        and unit.budget.spendable() > MIN_CALL_SECONDS
     )
 
 
-def give_up(run: StepRun) -> None:
-    assert run.invalid is not None
-    if run.attempts > 1:
-        run.log.info("structured_output_repair_attempt_finished", attempt=1, status="invalid")
-    finish = run.response.finish_reason if run.response else None
-    run.failure = StepFailure(
-        ErrorCode.INVALID_STRUCTURED_OUTPUT, failure_message(run.invalid, finish)
-    )
+def repairable(rejected: Rejected) -> bool:
+    """Guard: the repair call was planned when the candidate was rejected."""
+    return rejected.repair_planned
 
 
 def failure_message(invalid: Invalid, finish_reason: str | None) -> str:

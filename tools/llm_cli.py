@@ -1,4 +1,4 @@
-"""`worker-llm-client`: the operator's command line.
+"""`worker-llm-client`: the LLM worker's command line.
 
 Subcommands: `run-local` (one step, no cloud services), `record` (the same against the real
 Gemini API, saving cassettes), `diagram` (the lifecycle diagram), `dev up` (the local stack).
@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tools.common import recover_stale
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker-llm-client", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    from tools import run_local
+    from tools import llm_run_local as run_local
 
     run_parser = commands.add_parser("run-local", help="execute one step with no cloud services")
     run_local.add_arguments(run_parser)
@@ -39,32 +41,23 @@ def main(argv: list[str] | None = None) -> int:
             help="emulators, Gemini stub, the function and an Eventarc-like bridge, with a demo",
         )
     )
-    diagram = commands.add_parser("diagram", help="write docs/lifecycle.md from the machine table")
+    diagram = commands.add_parser(
+        "diagram", help="print the lifecycle diagram (--write: docs/llm_client-lifecycle.md)"
+    )
+    diagram.add_argument("--write", action="store_true", help="write the file")
     diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
     args = parser.parse_args(argv)
     if args.command in ("run-local", "record"):
         return run_local.run(args, record=args.command == "record")
     if args.command == "recover-stale":
-        import json
-
-        from engine.config import ConfigError
-
-        try:
-            from entry import build_worker
-
-            instance = build_worker()
-        except ConfigError as exc:
-            print(f"configuration error: {exc}", file=sys.stderr)
-            return 2
-        lease = args.lease_seconds or instance.config.stale_lease_s
-        print(json.dumps(instance.recover_stale(lease)))
-        return 0
+        return recover_stale("llm_client", args.lease_seconds)
     if args.command == "dev":
         return dev_up.run(args)
     if args.command == "diagram":
         from tools import diagram as diagram_tool
 
-        return diagram_tool.main(["--check"] if args.check else [])
+        flags = ["--check"] if args.check else ["--write"] if args.write else []
+        return diagram_tool.main([*flags, "llm_client"])
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -14,74 +14,71 @@ from typing import Any
 import msgspec
 from jsonschema import Draft202012Validator, SchemaError
 
-from engine.contracts import ID_MAX_LEN, SCHEMA_ID_RE, LLMProfile, LLMPrompt, LLMSchema
-from engine.errors import ErrorCode, StepFailure
+from engine.errors import Failure
+from engine.lifecycle import Next
 from engine.names import object_name_problem
-from engine.step_run import StepRun
-from states import schema_regex
-from states.artifact import artifact_uri
+from states.llm_client import schema_regex
+from states.llm_client.contracts import ID_MAX_LEN, SCHEMA_ID_RE, LLMProfile, LLMPrompt, LLMSchema
+from states.llm_client.errors import ErrorCode
+from states.llm_client.phases import Resolved
+from states.llm_client.unit import LlmUnit, step, step_id, unit_report_uri
 
 JSON_MIME = "application/json"
 _EMBEDDED_TIMEFRAME = re.compile(r"^[1-9][0-9]*[A-Za-z]$")
 
 
-def enter(run: StepRun) -> None:
-    step = run.step
-    unknown = sorted(dep for dep in step.dependencies if dep not in run.flow_run.steps)
+def enter(unit: LlmUnit, _: Any) -> Next:
+    current = step(unit)
+    unknown = sorted(dep for dep in current.dependencies if dep not in unit.doc.steps)
     if unknown:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"dependsOn names unknown step(s): {', '.join(unknown)}"
         )
-    check_timeframe(run.step_id, step.timeframe)
-    check_report_name(run)
-    if report_exists(run):
-        run.trigger("found")  # an earlier execution's upload landed: adopt it, pay nothing
-        return
-    llm = step.inputs.get("llm")
+    check_timeframe(step_id(unit), current.timeframe)
+    check_report_name(unit)
+    llm = current.inputs.get("llm")
     if not isinstance(llm, dict):
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm must be an object")
-    run.prompt_id = prompt_id(llm.get("promptId"))
-    run.prompt = fetch_prompt(run, run.prompt_id)
-    run.profile_raw, run.profile = profile(llm.get("llmProfile"), run.config.allowed_models)
-    assert run.profile.structured_output is not None  # checked by profile()
-    run.schema_id = run.profile.structured_output.schema_id
-    if run.profile.structured_output.schema_sha256:
-        run.log.info(
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm must be an object")
+    prompt_id_ = prompt_id(llm.get("promptId"))
+    prompt = fetch_prompt(unit, prompt_id_)
+    profile_raw, profile_ = profile(llm.get("llmProfile"), unit.config.allowed_models)
+    assert profile_.structured_output is not None  # checked by profile()
+    schema_id = profile_.structured_output.schema_id
+    if profile_.structured_output.schema_sha256:
+        unit.log.info(
             "structured_output_schema_pinned",
-            schemaId=run.schema_id,
-            schemaSha256=run.profile.structured_output.schema_sha256,
+            schemaId=schema_id,
+            schemaSha256=profile_.structured_output.schema_sha256,
         )
-    run.schema, run.schema_sha256 = fetch_schema(run, run.schema_id)
-    run.trigger("resolved")
+    schema, sha = fetch_schema(unit, schema_id)
+    return "resolved", Resolved(
+        prompt_id=prompt_id_,
+        prompt=prompt,
+        profile_raw=profile_raw,
+        profile=profile_,
+        schema_id=schema_id,
+        schema=schema,
+        schema_sha256=sha,
+    )
 
 
 def check_timeframe(step_id: str, timeframe: str | None) -> None:
     """The artifact path uses the step timeframe; a stepId that embeds another one is a typo."""
     if not timeframe or "/" in timeframe:
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, "step timeframe is missing or not path-safe"
-        )
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, "step timeframe is missing or not path-safe")
     embedded = embedded_timeframe(step_id)
     if embedded is not None and embedded != timeframe:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS,
             f"step timeframe {timeframe} disagrees with stepId timeframe {embedded}",
         )
 
 
-def check_report_name(run: StepRun) -> None:
+def check_report_name(unit: LlmUnit) -> None:
     """The report's object name, checked before anything is fetched or paid for."""
-    uri = artifact_uri(run.config, run.run_id, run.step.timeframe or "", run.step_id)
-    problem = object_name_problem(uri.split("/", 3)[3])
+    problem = object_name_problem(unit_report_uri(unit).split("/", 3)[3])
     if problem is not None:
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"report object name {problem}")
-
-
-def report_exists(run: StepRun) -> bool:
-    run.budget.require("gcs read (report)")
-    return run.ports.blobs.exists(
-        artifact_uri(run.config, run.run_id, run.step.timeframe or "", run.step_id)
-    )
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"report object name {problem}")
 
 
 def embedded_timeframe(step_id: str) -> str | None:
@@ -93,45 +90,45 @@ def embedded_timeframe(step_id: str) -> str | None:
 
 def prompt_id(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm.promptId is required")
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm.promptId is required")
     if len(value) > ID_MAX_LEN or "/" in value:
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm.promptId is not a document id")
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, "inputs.llm.promptId is not a document id")
     return value
 
 
 def profile(raw: Any, allowed_models: tuple[str, ...]) -> tuple[dict[str, Any], LLMProfile]:
     """Validates the llmProfile as given: it is never merged with defaults."""
     if not isinstance(raw, dict):
-        raise StepFailure(ErrorCode.LLM_PROFILE_INVALID, "inputs.llm.llmProfile must be an object")
+        raise Failure(ErrorCode.LLM_PROFILE_INVALID, "inputs.llm.llmProfile must be an object")
     try:
         parsed = msgspec.convert(raw, LLMProfile)
     except msgspec.ValidationError as exc:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID,
             "llmProfile invalid: "
             + str(exc).replace("$.", "llmProfile.").replace("$", "llmProfile"),
         ) from None
     model = parsed.effective_model
     if not model:
-        raise StepFailure(ErrorCode.LLM_PROFILE_INVALID, "llmProfile.modelName is required")
+        raise Failure(ErrorCode.LLM_PROFILE_INVALID, "llmProfile.modelName is required")
     if parsed.response_mime_type != JSON_MIME:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID, "llmProfile.responseMimeType must be application/json"
         )
     if parsed.candidate_count not in (None, 1):
-        raise StepFailure(ErrorCode.LLM_PROFILE_INVALID, "llmProfile.candidateCount must be 1")
+        raise Failure(ErrorCode.LLM_PROFILE_INVALID, "llmProfile.candidateCount must be 1")
     spec = parsed.structured_output
     if spec is None or not spec.schema_id:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID, "llmProfile.structuredOutput.schemaId is required"
         )
     if len(spec.schema_id) > ID_MAX_LEN or not SCHEMA_ID_RE.match(spec.schema_id):
-        raise StepFailure(
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID,
             "llmProfile.structuredOutput.schemaId does not match the schema id pattern",
         )
     if allowed_models and model not in allowed_models:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID, f"model {model} is not in GEMINI_ALLOWED_MODELS"
         )
     return raw, parsed
@@ -141,7 +138,7 @@ def schema_version(schema_id: str) -> int:
     """`llm_schema_1M_report_v3_2` → 3: the major version names the output format."""
     match = SCHEMA_ID_RE.match(schema_id)
     if match is None:
-        raise StepFailure(ErrorCode.LLM_PROFILE_INVALID, "schemaId does not carry a version")
+        raise Failure(ErrorCode.LLM_PROFILE_INVALID, "schemaId does not carry a version")
     return int(match.group(2))
 
 
@@ -150,27 +147,25 @@ def canonical_sha256(json_schema: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def fetch_prompt(run: StepRun, prompt_id: str) -> LLMPrompt:
-    run.budget.require("prompt fetch")
-    run.log.info("prompt_fetch_started", promptId=prompt_id)
-    doc = run.ports.registry.prompt(prompt_id)
+def fetch_prompt(unit: LlmUnit, prompt_id: str) -> LLMPrompt:
+    unit.budget.require("prompt fetch")
+    unit.log.info("prompt_fetch_started", promptId=prompt_id)
+    doc = unit.ports.registry.prompt(prompt_id)
     if doc is None:
-        run.log.warning("prompt_fetch_finished", promptId=prompt_id, found=False)
-        raise StepFailure(ErrorCode.PROMPT_NOT_FOUND, f"prompt {prompt_id} not found")
+        unit.log.warning("prompt_fetch_finished", promptId=prompt_id, found=False)
+        raise Failure(ErrorCode.PROMPT_NOT_FOUND, f"prompt {prompt_id} not found")
     try:
         prompt = msgspec.convert(doc, LLMPrompt)
     except msgspec.ValidationError:
-        run.log.warning("prompt_fetch_finished", promptId=prompt_id, found=True, valid=False)
-        raise StepFailure(
-            ErrorCode.LLM_PROFILE_INVALID, f"prompt {prompt_id} is malformed"
-        ) from None
-    run.log.info("prompt_fetch_finished", promptId=prompt_id, found=True, valid=True)
+        unit.log.warning("prompt_fetch_finished", promptId=prompt_id, found=True, valid=False)
+        raise Failure(ErrorCode.LLM_PROFILE_INVALID, f"prompt {prompt_id} is malformed") from None
+    unit.log.info("prompt_fetch_finished", promptId=prompt_id, found=True, valid=True)
     return prompt
 
 
-def fetch_schema(run: StepRun, schema_id: str) -> tuple[LLMSchema, str]:
-    run.budget.require("schema fetch")
-    doc = run.ports.registry.schema(schema_id)
+def fetch_schema(unit: LlmUnit, schema_id: str) -> tuple[LLMSchema, str]:
+    unit.budget.require("schema fetch")
+    doc = unit.ports.registry.schema(schema_id)
     problem = None
     schema: LLMSchema | None = None
     if doc is None:
@@ -183,14 +178,14 @@ def fetch_schema(run: StepRun, schema_id: str) -> tuple[LLMSchema, str]:
         else:
             problem = _checked(canonical_sha256(schema.json_schema), schema.json_schema)
     if problem is not None or schema is None:
-        run.log.warning("structured_output_schema_invalid", schemaId=schema_id, reason=problem)
-        raise StepFailure(
+        unit.log.warning("structured_output_schema_invalid", schemaId=schema_id, reason=problem)
+        raise Failure(
             ErrorCode.LLM_PROFILE_INVALID,
             f"structured_output_schema_invalid schemaId={schema_id} reason={problem}",
         )
     sha = canonical_sha256(schema.json_schema)
     if schema.sha256 and schema.sha256 != sha:
-        run.log.warning(
+        unit.log.warning(
             "structured_output_schema_sha_mismatch",
             schemaId=schema_id,
             storedSha256=schema.sha256,

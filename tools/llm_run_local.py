@@ -1,33 +1,30 @@
 """`run-local` and `record`: execute one LLM_REPORT step on a laptop, no cloud services.
 
-The same Worker, lifecycle and states as the deployed function; only the adapters differ
-(adapters/local.py). Exit codes: 0 step SUCCEEDED, 1 step FAILED, 2 usage or configuration
-error, 3 nothing to execute (no-op or ignored event), 4 flow run invalid.
+The same composition, lifecycle and states as the deployed function; only the adapters differ
+(`adapters/memory.py`, `adapters/cassettes.py`). Exit codes (COMMON.md §9): 0 step SUCCEEDED,
+1 step FAILED, 2 usage or configuration error, 3 nothing to execute, 4 flow run invalid.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.local import (
-    CassetteLLM,
-    FolderBlobStore,
-    FolderRegistry,
-    MemoryFlowRunStore,
-    RecordingLLM,
-)
-from engine.config import ConfigError, GeminiAuth, WorkerConfig
-from engine.log import EventLogger
-from engine.ports import LLM, Ports
-from engine.runner import Event, Stranded, Worker
+import compose
+from adapters.cassettes import CassetteLLM, RecordingLLM
+from adapters.memory import FolderBlobStore, FolderDocuments, MemoryDocumentStore
+from adapters.registries import PromptSchemaRegistry
+from engine.cloudevent import Event
+from engine.config import ConfigError
+from engine.exits import ExitCode
+from engine.runner import Stranded
+from states.llm_client.config import LlmConfig
+from states.llm_client.ports import LLM
 
-EXIT = {"SUCCEEDED": 0, "FAILED": 1, "usage": 2, "noop": 3, "invalid": 4}
 DEFAULT_OUTPUT = Path(".run-local")
 
 
@@ -66,23 +63,19 @@ def run(args: argparse.Namespace, *, record: bool = False) -> int:
         run_id = str(flow_run["runId"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"cannot read a flow run with a runId from {args.flow_run}: {exc}", file=sys.stderr)
-        return EXIT["usage"]
+        return ExitCode.USAGE
     root: Path = args.root or args.flow_run.parent
     cassettes: Path = args.cassettes or root / "cassettes"
     environ = {"ARTIFACTS_BUCKET": _bucket_of(flow_run), **os.environ}
     has_key = bool(environ.get("GEMINI_API_KEY") or environ.get("GEMINI_API_KEYS_JSON"))
+    if record and not has_key:
+        print("record needs GEMINI_API_KEY (or GEMINI_API_KEYS_JSON)", file=sys.stderr)
+        return ExitCode.USAGE
     try:
-        if has_key:
-            config = WorkerConfig.from_env(environ)
-        elif record:
-            print("record needs GEMINI_API_KEY (or GEMINI_API_KEYS_JSON)", file=sys.stderr)
-            return EXIT["usage"]
-        else:
-            config = WorkerConfig.from_env({**environ, "GEMINI_API_KEY": "replay"})
-            config = dataclasses.replace(config, gemini=GeminiAuth("replay", None, ""))
+        config = LlmConfig.from_env(environ, keyless=not has_key)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return EXIT["usage"]
+        return ExitCode.USAGE
 
     llm: LLM
     if has_key:
@@ -98,37 +91,51 @@ def run(args: argparse.Namespace, *, record: bool = False) -> int:
         llm = CassetteLLM(cassettes)
         print(f"gemini: no key configured, replaying recorded responses from {cassettes}")
 
-    store = MemoryFlowRunStore(run_id, flow_run, config.flow_runs_collection)
+    collection = config.flow_runs_collection
+    store = MemoryDocumentStore({f"{collection}/{run_id}": flow_run})
     blobs = FolderBlobStore(root / "gcs", args.out / "gcs")
-    ports = Ports(store=store, registry=FolderRegistry(root), blobs=blobs, llm=llm)
-    log = EventLogger(env="local", level="INFO" if args.verbose else "ERROR", stream=sys.stderr)
+    registry = PromptSchemaRegistry(
+        FolderDocuments(root), config.prompts_collection, config.schemas_collection
+    )
+    runner = compose.build(
+        "llm_client",
+        environ,
+        config=config,
+        stream=sys.stderr,
+        level="INFO" if args.verbose else "ERROR",
+        store=store,
+        registry=registry,
+        blobs=blobs,
+        llm=llm,
+    )
     event = Event(
         event_id="run-local",
         event_type="google.cloud.firestore.document.v1.updated",
-        subject=f"documents/{config.flow_runs_collection}/{run_id}",
+        subject=f"documents/{collection}/{run_id}",
     )
     print(f"flow run {run_id}: prompts and schemas from {root}, gs:// inputs from {root / 'gcs'}")
     try:
-        outcome = Worker(config, ports, log).handle(event, only_step=args.step_id)
+        outcome = runner.handle(event, only=args.step_id)
     except Stranded:  # cannot happen in memory, but never hide it
         print("the step outcome could not be recorded", file=sys.stderr)
-        return EXIT["FAILED"]
+        return ExitCode.FAILED
 
     print("Firestore patches it would write:")
-    print(json.dumps(store.patches, indent=2, ensure_ascii=False, default=str))
+    print(json.dumps(store.writes, indent=2, ensure_ascii=False, default=str))
     if isinstance(llm, CassetteLLM) and llm.missing:
         print(
             f"no cassette for request {llm.missing[0]}: run `worker-llm-client record` with a key",
             file=sys.stderr,
         )
+    document = store.document(collection, run_id) or {}
     if outcome.status == "noop":
         print(f"nothing executed: {outcome.reason}")
-        return EXIT["noop"]
-    if outcome.step_id is None:
-        print(f"flow run invalid: {store.document.get('error')}")
-        return EXIT["invalid"]
-    step = store.document["steps"][outcome.step_id]
-    print(f"step {outcome.step_id}: {step.get('status')}")
+        return ExitCode.NOTHING
+    if outcome.unit_id is None:
+        print(f"flow run invalid: {document.get('error')}")
+        return ExitCode.INVALID
+    step = document["steps"][outcome.unit_id]
+    print(f"step {outcome.unit_id}: {step.get('status')}")
     if step.get("error"):
         print(f"error: {json.dumps(step['error'], ensure_ascii=False)}")
     uri = (step.get("outputs") or {}).get("gcs_uri")
@@ -137,4 +144,4 @@ def run(args: argparse.Namespace, *, record: bool = False) -> int:
     if isinstance(llm, RecordingLLM):
         for path in llm.recorded:
             print(f"recorded: {path}")
-    return EXIT.get(str(step.get("status")), EXIT["FAILED"])
+    return ExitCode.SUCCEEDED if step.get("status") == "SUCCEEDED" else ExitCode.FAILED

@@ -1,8 +1,7 @@
-"""The documents this worker reads and writes, as msgspec Structs.
+"""The documents the LLM worker reads and writes, as msgspec Structs (SPEC §7-§11).
 
-Decoding tolerates unknown fields (other workers own most of a flow run) and types only the
-subset the worker relies on; everything else stays as plain JSON values. Structs that are an
-allowlist by contract (the llmProfile) forbid unknown fields instead.
+Structs that are an allowlist by contract (the llmProfile) forbid unknown fields; the others
+tolerate them (other components own those documents) and type only the subset read here.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct, field
 
-RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}_[A-Z0-9]+(?:-[A-Z0-9]+)*_[a-z0-9]{3,6}$")
 PROMPT_ID_RE = re.compile(
     r"^llm_prompt_[1-9][0-9]*[A-Za-z]+_(report|reco)(?:_[a-z0-9]{1,24})?_v[1-9][0-9]*_(?:0|[1-9][0-9]*)$"
 )
@@ -22,50 +20,8 @@ SCHEMA_ID_RE = re.compile(
 )
 ID_MAX_LEN = 128
 
-RunStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 JsonObject = dict[str, Any]
 NonEmpty = Annotated[str, Meta(min_length=1)]
-
-
-# --- flow_runs/{runId} -------------------------------------------------------------------------
-
-
-class Step(Struct, rename="camel", kw_only=True):
-    """One node of the flow run graph; only what selection and inputs resolution read."""
-
-    step_type: str = ""
-    status: str = ""
-    depends_on: list[str] | None = None
-    timeframe: str | None = None
-    inputs: JsonObject = {}
-    outputs: JsonObject = {}
-
-    @property
-    def dependencies(self) -> list[str]:
-        return self.depends_on or []
-
-    @property
-    def gcs_uri(self) -> str | None:
-        uri = self.outputs.get("gcs_uri")
-        return uri if isinstance(uri, str) and uri else None
-
-
-class Scope(Struct, kw_only=True):
-    symbol: str | None = None
-
-
-class FlowRun(Struct, rename="camel", kw_only=True):
-    """The run-level required subset of SPEC §2 (the rest of the document is ignored)."""
-
-    status: RunStatus
-    steps: dict[str, Step]
-    run_id: str | None = None
-    flow_key: str | None = None
-    scope: Scope | None = None
-
-    @property
-    def symbol(self) -> str | None:
-        return self.scope.symbol if self.scope else None
 
 
 # --- LLM_REPORT inputs -------------------------------------------------------------------------

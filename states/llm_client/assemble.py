@@ -13,11 +13,14 @@ from typing import Any
 import msgspec
 
 from engine import jsontext
-from engine.contracts import ChartItem, ChartsManifest, LLMReportInputs, Step
-from engine.errors import ErrorCode, StepFailure
+from engine.errors import Failure
+from engine.lifecycle import Next
 from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
-from engine.step_run import Context, StepRun
-from states.ready import LLM_REPORT
+from states.flow_run.contracts import Step
+from states.llm_client.contracts import ChartItem, ChartsManifest, LLMReportInputs
+from states.llm_client.errors import ErrorCode
+from states.llm_client.phases import Assembled, Context, Resolved
+from states.llm_client.unit import LLM_REPORT, LlmUnit, step
 
 JSON_LIMIT = 65536
 IMAGE_LIMIT = 262144
@@ -36,56 +39,55 @@ TASK = (
 )
 
 
-def enter(run: StepRun) -> None:
-    step = run.step
-    inputs = llm_report_inputs(step)
-    ohlcv_uri = output_uri(run, inputs.ohlcv_step_id, "ohlcvStepId", legacy=False)
+def enter(unit: LlmUnit, resolved: Resolved) -> Next:
+    current = step(unit)
+    inputs = llm_report_inputs(current)
+    ohlcv_uri = output_uri(unit, inputs.ohlcv_step_id, "ohlcvStepId", legacy=False)
     manifest_uri = output_uri(
-        run, inputs.charts_manifest_step_id, "chartsManifestStepId", legacy=True
+        unit, inputs.charts_manifest_step_id, "chartsManifestStepId", legacy=True
     )
-    report_refs = previous_reports(run, inputs)
-    run.log.info(
+    report_refs = previous_reports(unit, inputs)
+    unit.log.info(
         "context_resolve_started",
         ohlcvGcsUri=ohlcv_uri,
         chartsManifestGcsUri=manifest_uri,
         previousReports=len(report_refs),
     )
 
-    ohlcv = read_json(run, ohlcv_uri, "ohlcv")
-    manifest = decode_manifest(read_json(run, manifest_uri, "charts_manifest"), manifest_uri)
+    ohlcv = read_json(unit, ohlcv_uri, "ohlcv")
+    manifest = decode_manifest(read_json(unit, manifest_uri, "charts_manifest"), manifest_uri)
     charts = distinct_charts(manifest.items)
-    run.log.info("charts_manifest_parsed", items=len(manifest.items), images=len(charts))
+    unit.log.info("charts_manifest_parsed", items=len(manifest.items), images=len(charts))
     if not charts:
-        run.log.warning("charts_manifest_no_images", chartsManifestGcsUri=manifest_uri)
+        unit.log.warning("charts_manifest_no_images", chartsManifestGcsUri=manifest_uri)
     if len(charts) > MAX_IMAGES:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS,
             f"charts manifest lists {len(charts)} distinct images; at most {MAX_IMAGES} per step",
         )
-    images = read_images(run, charts)
-    reports = [(label, uri, read_json(run, uri, "previous_report")) for label, uri in report_refs]
+    images = read_images(unit, charts)
+    reports = [(label, uri, read_json(unit, uri, "previous_report")) for label, uri in report_refs]
 
-    assert run.prompt is not None
     user_text = (
-        run.prompt.user_prompt
+        resolved.prompt.user_prompt
         + "\n\n"
-        + user_input(timeframe=step.timeframe or "", ohlcv=ohlcv, charts=charts, reports=reports)
+        + user_input(timeframe=current.timeframe or "", ohlcv=ohlcv, charts=charts, reports=reports)
     )
-    run.context = Context(
+    context = Context(
         user_text=user_text,
         images=images,
         ohlcv_uri=ohlcv_uri,
         manifest_uri=manifest_uri,
         report_uris=[uri for _, uri in report_refs],
     )
-    run.log.info(
+    unit.log.info(
         "user_input_built",
         textBytes=len(user_text.encode()),
         images=len(images),
         previousReports=len(reports),
     )
-    run.log.info("context_resolve_finished")
-    run.trigger("assembled")
+    unit.log.info("context_resolve_finished")
+    return "assembled", Assembled(resolved, context)
 
 
 def llm_report_inputs(step: Step) -> LLMReportInputs:
@@ -93,90 +95,82 @@ def llm_report_inputs(step: Step) -> LLMReportInputs:
         return msgspec.convert(step.inputs, LLMReportInputs)
     except msgspec.ValidationError as exc:
         message = str(exc).replace("$.", "inputs.").replace("$", "inputs")
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, f"step inputs invalid: {message}"
-        ) from None
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"step inputs invalid: {message}") from None
 
 
-def output_uri(run: StepRun, step_id: str, field: str, *, legacy: bool) -> str:
+def output_uri(unit: LlmUnit, step_id: str, field: str, *, legacy: bool) -> str:
     """The `gs://` output of an upstream step (charts may use the legacy manifest alias)."""
-    source = run.flow_run.steps.get(step_id)
+    source = unit.doc.steps.get(step_id)
     if source is None:
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, f"inputs.{field} names unknown step {step_id}"
-        )
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"inputs.{field} names unknown step {step_id}")
     uri = source.gcs_uri
     if uri is None and legacy:
         alias = source.outputs.get("outputsManifestGcsUri")
         uri = alias if isinstance(alias, str) and alias else None
     if uri is None or not uri.startswith("gs://"):
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"step {step_id} has no outputs.gcs_uri")
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"step {step_id} has no outputs.gcs_uri")
     return uri
 
 
-def previous_reports(run: StepRun, inputs: LLMReportInputs) -> list[tuple[str, str]]:
+def previous_reports(unit: LlmUnit, inputs: LLMReportInputs) -> list[tuple[str, str]]:
     """(label, uri) of each previous report, in input order; `gcs_uri` wins over `stepId`."""
     count = len(inputs.previous_report_step_ids) + len(inputs.previous_reports)
     if count > MAX_PREVIOUS_REPORTS:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS,
             f"{count} previous reports; at most {MAX_PREVIOUS_REPORTS} per step",
         )
-    refs = [(sid, report_step_uri(run, sid)) for sid in inputs.previous_report_step_ids]
+    refs = [(sid, report_step_uri(unit, sid)) for sid in inputs.previous_report_step_ids]
     for index, ref in enumerate(inputs.previous_reports):
         if ref.gcs_uri:
             if not ref.gcs_uri.startswith("gs://"):
-                raise StepFailure(
+                raise Failure(
                     ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}].gcs_uri is not gs://"
                 )
             refs.append((ref.step_id or "external", ref.gcs_uri))
         elif ref.step_id:
-            refs.append((ref.step_id, report_step_uri(run, ref.step_id)))
+            refs.append((ref.step_id, report_step_uri(unit, ref.step_id)))
         else:
-            raise StepFailure(
+            raise Failure(
                 ErrorCode.INVALID_STEP_INPUTS, f"previousReports[{index}] needs stepId or gcs_uri"
             )
     return refs
 
 
-def report_step_uri(run: StepRun, step_id: str) -> str:
-    source = run.flow_run.steps.get(step_id)
+def report_step_uri(unit: LlmUnit, step_id: str) -> str:
+    source = unit.doc.steps.get(step_id)
     if source is None:
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} not found"
-        )
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} not found")
     if source.step_type != LLM_REPORT:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} is not LLM_REPORT"
         )
     if source.gcs_uri is None:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"previous report step {step_id} has no outputs.gcs_uri"
         )
     return source.gcs_uri
 
 
-def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
-    run.budget.require(f"gcs read ({kind})")
-    run.log.info("gcs_read_started", kind=kind, gcsUri=uri)
+def read_bounded(unit: LlmUnit, uri: str, kind: str, limit: int) -> bytes:
+    unit.budget.require(f"gcs read ({kind})")
+    unit.log.info("gcs_read_started", kind=kind, gcsUri=uri)
     started = time.monotonic()
     try:
-        data = run.ports.blobs.read(uri, limit)
+        data = unit.ports.blobs.read(uri, limit)
     except BlobNotFound:
-        raise StepFailure(
-            ErrorCode.INVALID_STEP_INPUTS, f"{kind} object not found: {uri}"
-        ) from None
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"{kind} object not found: {uri}") from None
     except BlobUndecodable:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"{kind} content encoding does not decode: {uri}"
         ) from None
     except BlobTooLarge:
         event = "chart_image_too_large" if kind == "chart_image" else "context_json_too_large"
-        run.log.warning(event, kind=kind, gcsUri=uri, limitBytes=limit)
-        raise StepFailure(
+        unit.log.warning(event, kind=kind, gcsUri=uri, limitBytes=limit)
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"{kind} exceeds {limit} bytes: {uri}"
         ) from None
-    run.log.info(
+    unit.log.info(
         "gcs_read_finished",
         kind=kind,
         gcsUri=uri,
@@ -186,12 +180,12 @@ def read_bounded(run: StepRun, uri: str, kind: str, limit: int) -> bytes:
     return data
 
 
-def read_json(run: StepRun, uri: str, kind: str) -> Any:
-    data = read_bounded(run, uri, kind, JSON_LIMIT)
+def read_json(unit: LlmUnit, uri: str, kind: str) -> Any:
+    data = read_bounded(unit, uri, kind, JSON_LIMIT)
     try:
         value = jsontext.loads(data)
     except jsontext.JsonRejected as exc:
-        run.log.warning(
+        unit.log.warning(
             "context_json_invalid", kind=kind, gcsUri=uri, bytes=len(data), reason=exc.reason
         )
         problem = {
@@ -199,8 +193,8 @@ def read_json(run: StepRun, uri: str, kind: str) -> Any:
             "non_finite": "holds NaN or Infinity, which JSON does not allow",
             "too_deep": f"is nested deeper than {jsontext.MAX_DEPTH} levels",
         }[exc.reason]
-        raise StepFailure(ErrorCode.INVALID_STEP_INPUTS, f"{kind} {problem}: {uri}") from None
-    run.log.info("context_json_validated", kind=kind, gcsUri=uri, bytes=len(data))
+        raise Failure(ErrorCode.INVALID_STEP_INPUTS, f"{kind} {problem}: {uri}") from None
+    unit.log.info("context_json_validated", kind=kind, gcsUri=uri, bytes=len(data))
     return value
 
 
@@ -208,7 +202,7 @@ def decode_manifest(value: Any, uri: str) -> ChartsManifest:
     try:
         return msgspec.convert(value, ChartsManifest)
     except msgspec.ValidationError:
-        raise StepFailure(
+        raise Failure(
             ErrorCode.INVALID_STEP_INPUTS, f"charts manifest does not match its schema: {uri}"
         ) from None
 
@@ -224,24 +218,24 @@ def distinct_charts(items: list[ChartItem]) -> list[ChartItem]:
     return charts
 
 
-def read_images(run: StepRun, charts: list[ChartItem]) -> list[bytes]:
+def read_images(unit: LlmUnit, charts: list[ChartItem]) -> list[bytes]:
     images: list[bytes] = []
     total = 0
     for item in charts:
-        images.append(read_image(run, item))
+        images.append(read_image(unit, item))
         total += len(images[-1])
         if total > MAX_IMAGE_BYTES:
-            raise StepFailure(
+            raise Failure(
                 ErrorCode.INVALID_STEP_INPUTS,
                 f"chart images exceed {MAX_IMAGE_BYTES} bytes in total for one step",
             )
     return images
 
 
-def read_image(run: StepRun, item: ChartItem) -> bytes:
+def read_image(unit: LlmUnit, item: ChartItem) -> bytes:
     assert item.png_gcs_uri is not None
-    data = read_bounded(run, item.png_gcs_uri, "chart_image", IMAGE_LIMIT)
-    run.log.info(
+    data = read_bounded(unit, item.png_gcs_uri, "chart_image", IMAGE_LIMIT)
+    unit.log.info(
         "chart_image_loaded",
         gcsUri=item.png_gcs_uri,
         bytes=len(data),

@@ -1,19 +1,18 @@
-"""The event catalog (SPEC §13): stable names and the fields each one must carry.
+"""The LLM worker's event catalog (SPEC §13): stable names and the fields each must carry.
 
-In the order the spec documents them, then the worker's own additions. The logger flags any
-event outside this table or missing a required field, so drift shows up in tests and in
+In the order the spec documents them, then the worker's own additions; the engine's shared
+events (`cloud_event_received`, `claim_outcome_unknown`, ...) are added by `PROFILE`. The logger
+flags any event outside the catalog or missing a field, so drift shows up in tests and in
 Cloud Logging instead of silently breaking dashboards.
 """
 
 from __future__ import annotations
 
-CATALOG: dict[str, tuple[str, ...]] = {
+from engine.log import ENGINE_CATALOG, LogProfile
+
+EVENTS: dict[str, tuple[str, ...]] = {
     # --- SPEC §13, in its order
-    "cloud_event_received": ("eventType", "subject"),
     "cloud_event_parsed": ("flowRunFound", "flowRunStatus", "flowRunSteps"),
-    "cloud_event_ignored": ("reason",),
-    "cloud_event_noop": ("reason",),
-    "cloud_event_finished": ("status",),
     "ready_step_selected": ("stepId",),
     "claim_attempt": ("stepId", "claimed", "reason"),
     "prompt_fetch_started": ("promptId",),
@@ -42,18 +41,21 @@ CATALOG: dict[str, tuple[str, ...]] = {
     "step_failed": ("stepId", "error"),
     # --- the worker's additions
     "worker_configured": ("auth",),
-    "config_invalid": ("error",),
     "flow_run_invalid": ("error", "errorWritten"),
-    "worker_exception": ("state", "exceptionType"),
-    "probe_failed": ("stepId", "exceptionType"),
-    "claim_outcome_unknown": ("stepId", "claimStartedAt"),
     "stale_scan_run_failed": ("runId", "exceptionType"),
     "step_recovered_from_artifact": ("stepId", "gcsUri"),
     "finalize_skipped": ("stepId", "reason"),
     "step_finalize_failed": ("stepId", "reason"),
     "structured_output_schema_pinned": ("schemaId", "schemaSha256"),
     "structured_output_schema_sha_mismatch": ("schemaId", "storedSha256", "computedSha256"),
-    "log_emit_failed": (),
     "step_lease_expired": ("stepId", "claimStartedAt", "leaseSeconds"),
     "stale_scan_finished": ("runsScanned", "stale", "recovered", "expired", "probeFailed"),
 }
+
+
+PROFILE = LogProfile(
+    service="worker_llm_client",
+    catalog={**ENGINE_CATALOG, **EVENTS},
+    context=("eventId", "runId", "stepId", "flowKey", "timeframe", "symbol"),
+    required=("eventId", "runId"),
+)

@@ -1,0 +1,26 @@
+"""The worker that executes LLM_REPORT steps of flow runs with Gemini (docs/spec/SPEC.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.runner import Worker
+from states.flow_run.source import FlowRunSteps, scan_report
+from states.llm_client.config import LlmConfig
+from states.llm_client.ports import LlmPorts
+from states.llm_client.table import LIFECYCLE
+from states.llm_client.unit import LLM_REPORT
+
+
+def source(config: LlmConfig, ports: LlmPorts) -> FlowRunSteps:
+    return FlowRunSteps(LLM_REPORT, config.flow_runs_collection, ports.store)
+
+
+WORKER: Worker[Any, Any, Any] = Worker(
+    name="llm_client",
+    lifecycle=LIFECYCLE,
+    source=source,
+    id_field="runId",
+    unit_field="stepId",
+    scan_report=scan_report,
+)

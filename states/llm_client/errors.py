@@ -1,0 +1,45 @@
+"""The LLM worker's error catalogue (SPEC §6), with the codes the engine shares."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from engine.errors import Catalogue, Shared
+
+
+class ErrorCode(StrEnum):
+    """Stable `error.code` values written on LLM_REPORT steps."""
+
+    FLOW_RUN_NOT_FOUND = "FLOW_RUN_NOT_FOUND"
+    FLOW_RUN_INVALID = "FLOW_RUN_INVALID"
+    INVALID_STEP_INPUTS = "INVALID_STEP_INPUTS"
+    LLM_PROFILE_INVALID = "LLM_PROFILE_INVALID"
+    PROMPT_NOT_FOUND = "PROMPT_NOT_FOUND"
+    INVALID_STRUCTURED_OUTPUT = "INVALID_STRUCTURED_OUTPUT"
+    LLM_SAFETY_BLOCK = "LLM_SAFETY_BLOCK"
+    TIME_BUDGET_EXCEEDED = Shared.TIME_BUDGET_EXCEEDED.value
+    GEMINI_REQUEST_FAILED = "GEMINI_REQUEST_FAILED"
+    RATE_LIMITED = "RATE_LIMITED"
+    GCS_WRITE_FAILED = Shared.GCS_WRITE_FAILED.value
+    GCS_READ_FAILED = Shared.GCS_READ_FAILED.value
+    FIRESTORE_UNAVAILABLE = Shared.FIRESTORE_UNAVAILABLE.value
+    FIRESTORE_CLAIM_FAILED = Shared.FIRESTORE_CLAIM_FAILED.value
+    FIRESTORE_FINALIZE_FAILED = Shared.FIRESTORE_FINALIZE_FAILED.value
+    WORKER_INTERNAL_ERROR = Shared.WORKER_INTERNAL_ERROR.value
+    STEP_LEASE_EXPIRED = "STEP_LEASE_EXPIRED"
+    ARTIFACT_INVALID = "ARTIFACT_INVALID"
+
+
+CATALOGUE = Catalogue(
+    ErrorCode,
+    retryable={
+        ErrorCode.GEMINI_REQUEST_FAILED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.GCS_WRITE_FAILED,
+        ErrorCode.GCS_READ_FAILED,
+        ErrorCode.FIRESTORE_UNAVAILABLE,
+        ErrorCode.FIRESTORE_CLAIM_FAILED,
+        ErrorCode.FIRESTORE_FINALIZE_FAILED,
+        ErrorCode.STEP_LEASE_EXPIRED,
+    },
+)
