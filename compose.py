@@ -109,6 +109,7 @@ def build(
     level: str | None = None,
     now: Callable[[], datetime] = utc_now,
     monotonic: Callable[[], float] = time.monotonic,
+    observe: Callable[[Any], None] | None = None,
     **overrides: Any,
 ) -> Runner[Any, Any, Any]:
     """The worker `name`, configured from `environ` (default: the process environment) or
@@ -137,7 +138,9 @@ def build(
         stream=stream,
     )
     log.info("worker_configured", **assembly.configured(config))
-    return Runner(assembly.worker(), config, ports, log, now=now, monotonic=monotonic)
+    return Runner(
+        assembly.worker(), config, ports, log, now=now, monotonic=monotonic, observe=observe
+    )
 
 
 def _journal(path: str) -> Callable[[dict[str, Any]], None]:

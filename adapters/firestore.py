@@ -25,7 +25,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 
 from engine.errors import Shared, StoreUnavailable, WriteOutcomeUnknown
-from engine.ports import Gate, GuardedWrite, JsonObject, Path, Snapshot, holds
+from engine.ports import Gate, GuardedWrite, JsonObject, Patch, Path, Snapshot, apply, holds
 
 READ_TIMEOUT_S = 10.0
 ATTEMPTS = 4
@@ -139,12 +139,7 @@ class FirestoreDocumentStore:
         return Snapshot(data=data, update_time=doc.update_time)
 
     def update(
-        self,
-        collection: str,
-        doc_id: str,
-        patch: Mapping[Path, Any],
-        gate: Gate,
-        timeout_s: float,
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
     ) -> GuardedWrite:
         """Read, gate, preconditioned write; retried on lost races, all within `timeout_s`.
 
@@ -268,19 +263,6 @@ def field_path(path: Path) -> str:
 
     api_repr: str = FieldPath(*path).to_api_repr()
     return api_repr
-
-
-def apply(data: JsonObject, patch: Mapping[Path, Any]) -> None:
-    """Our committed patch applied to the remembered copy, as Firestore applied it."""
-    for path, value in patch.items():
-        node = data
-        *parents, leaf = path
-        for key in parents:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
-        node[leaf] = copy.deepcopy(value)
 
 
 class FirestoreRegistry:

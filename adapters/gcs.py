@@ -26,6 +26,14 @@ READ_RETRY = DEFAULT_RETRY.with_timeout(READ_TIMEOUT_S)
 UPLOAD_RETRY = DEFAULT_RETRY.with_timeout(UPLOAD_TIMEOUT_S)
 
 
+FAULTS = (gexc.GoogleAPIError, OSError)
+
+
+def unavailable(what: str, exc: BaseException) -> StoreUnavailable:
+    code = Shared.GCS_WRITE_FAILED if what == "write" else Shared.GCS_READ_FAILED
+    return StoreUnavailable(code, f"gcs {what} failed: {type(exc).__name__}")
+
+
 def split_uri(uri: str) -> tuple[str, str]:
     if not uri.startswith("gs://"):
         raise BlobNotFound(uri)
@@ -82,10 +90,8 @@ class GcsBlobStore:
             raise BlobNotFound(uri) from None
         except gexc.RequestRangeNotSatisfiable:
             return b""  # an empty object has no byte 0
-        except (gexc.GoogleAPIError, OSError) as exc:
-            raise StoreUnavailable(
-                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
-            ) from None
+        except FAULTS as exc:
+            raise unavailable("read", exc) from None
         if len(data) > limit:
             raise BlobTooLarge(uri)
         if (blob.content_encoding or "").lower() == "gzip":
@@ -95,10 +101,8 @@ class GcsBlobStore:
     def exists(self, uri: str) -> bool:
         try:
             return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S, retry=READ_RETRY))
-        except (gexc.GoogleAPIError, OSError) as exc:
-            raise StoreUnavailable(
-                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
-            ) from None
+        except FAULTS as exc:
+            raise unavailable("read", exc) from None
 
     def created(self, uri: str) -> datetime | None:
         blob = self._blob(uri)
@@ -106,10 +110,8 @@ class GcsBlobStore:
             blob.reload(timeout=READ_TIMEOUT_S, retry=READ_RETRY)
         except gexc.NotFound:
             return None
-        except (gexc.GoogleAPIError, OSError) as exc:
-            raise StoreUnavailable(
-                Shared.GCS_READ_FAILED, f"gcs read failed: {type(exc).__name__}"
-            ) from None
+        except FAULTS as exc:
+            raise unavailable("read", exc) from None
         moment: datetime | None = blob.time_created
         return moment
 
@@ -126,8 +128,6 @@ class GcsBlobStore:
             )
         except gexc.PreconditionFailed:
             return False
-        except (gexc.GoogleAPIError, OSError) as exc:
-            raise StoreUnavailable(
-                Shared.GCS_WRITE_FAILED, f"gcs write failed: {type(exc).__name__}"
-            ) from None
+        except FAULTS as exc:
+            raise unavailable("write", exc) from None
         return True

@@ -20,8 +20,9 @@ from engine.ports import (
     Gate,
     GuardedWrite,
     JsonObject,
-    Path,
+    Patch,
     Snapshot,
+    apply,
 )
 
 
@@ -62,12 +63,7 @@ class MemoryDocumentStore:
             return Snapshot(data=copy.deepcopy(found[0]), update_time=found[1])
 
     def update(
-        self,
-        collection: str,
-        doc_id: str,
-        patch: Mapping[Path, Any],
-        gate: Gate,
-        timeout_s: float,
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
     ) -> GuardedWrite:
         with self._lock:
             found = self._docs.get((collection, doc_id))
@@ -77,15 +73,7 @@ class MemoryDocumentStore:
             refused = gate(data)
             if refused is not None:
                 return GuardedWrite(committed=False, observed=refused)
-            for path, value in patch.items():
-                node = data
-                *parents, leaf = path
-                for key in parents:
-                    child = node.get(key)
-                    if not isinstance(child, dict):
-                        child = node[key] = {}
-                    node = child
-                node[leaf] = copy.deepcopy(value)
+            apply(data, patch)
             self._docs[(collection, doc_id)] = (data, self._next_time())
             self.writes.append(
                 {
@@ -182,3 +170,39 @@ class FolderBlobStore:
         except FileExistsError:
             return False
         return True
+
+
+class MemoryBlobStore:
+    """`gs://` objects in memory, create-only like `if_generation_match=0`: for the in-memory
+    tests, where a folder would only add a filesystem to the picture."""
+
+    def __init__(self, objects: Mapping[str, bytes] | None = None) -> None:
+        self._lock = threading.Lock()
+        self.objects: dict[str, tuple[bytes, datetime]] = {
+            uri: (data, datetime.now(UTC)) for uri, data in (objects or {}).items()
+        }
+
+    def read(self, uri: str, limit: int) -> bytes:
+        with self._lock:
+            found = self.objects.get(uri)
+        if found is None:
+            raise BlobNotFound(uri)
+        if len(found[0]) > limit:
+            raise BlobTooLarge(uri)
+        return found[0]
+
+    def exists(self, uri: str) -> bool:
+        with self._lock:
+            return uri in self.objects
+
+    def created(self, uri: str) -> datetime | None:
+        with self._lock:
+            found = self.objects.get(uri)
+        return found[1] if found else None
+
+    def create(self, uri: str, data: bytes, content_type: str) -> bool:
+        with self._lock:
+            if uri in self.objects:
+                return False
+            self.objects[uri] = (data, datetime.now(UTC))
+            return True

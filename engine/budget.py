@@ -1,7 +1,7 @@
 """The invocation time budget (SPEC §12, CHART_EXPORT §8, BACKTEST §10).
 
 Counted from the start of the invocation: no external call may start once less than the finalize
-budget remains, and call timeouts are capped by what is left, so the step can always be finalized.
+budget remains, and call timeouts are capped by what is left, so the unit can always be finalized.
 """
 
 from __future__ import annotations

@@ -8,13 +8,15 @@ validation message. Each worker reads its own variables with `Env`; the ones eve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.names import object_name_problem
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+N = TypeVar("N", int, float)
 LEASE_MARGIN_S = 60.0  # COMMON.md §5: a lease outlasts the invocation timeout by at least this
 
 
@@ -52,50 +54,32 @@ class Env:
         maximum: float | None = None,
         positive: bool = False,
     ) -> float:
-        raw = self.text(name)
-        if raw is None:
+        value = self._parsed(name, float, "a number")
+        if value is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(name, "must be a number") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if math.isinf(value) or math.isnan(value):
             raise ConfigError(name, "must be a finite number")
         if positive and value <= 0:
             raise ConfigError(name, "must be positive")
-        if minimum is not None and value < minimum:
-            raise ConfigError(name, f"must be at least {minimum:g}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(name, f"must be at most {maximum:g}")
-        return value
+        return _within(name, value, minimum, maximum)
 
     def integer(
         self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
     ) -> int:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(name, "must be a whole number") from None
-        if minimum is not None and value < minimum:
-            raise ConfigError(name, f"must be at least {minimum}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(name, f"must be at most {maximum}")
-        return value
+        value = self._parsed(name, int, "a whole number")
+        return default if value is None else _within(name, value, minimum, maximum)
 
     def seconds(self, name: str, default: float) -> float:
+        return self.number(name, default, positive=True)
+
+    def _parsed(self, name: str, kind: Callable[[str], N], what: str) -> N | None:
         raw = self.text(name)
         if raw is None:
-            return default
+            return None
         try:
-            value = float(raw)
+            return kind(raw)
         except ValueError:
-            raise ConfigError(name, "must be a number of seconds") from None
-        if value <= 0 or value != value:
-            raise ConfigError(name, "must be positive")
-        return value
+            raise ConfigError(name, f"must be {what}") from None
 
     def collection(self, name: str, default: str) -> str:
         value = self.text(name, default) or default
@@ -137,6 +121,14 @@ class Env:
             return json.loads(raw)
         except ValueError:
             raise ConfigError(name, "must be JSON") from None
+
+
+def _within(name: str, value: N, minimum: N | None, maximum: N | None) -> N:
+    if minimum is not None and value < minimum:
+        raise ConfigError(name, f"must be at least {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(name, f"must be at most {maximum:g}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -179,12 +179,14 @@ class LifecycleMachine:
         try:
             payload: Any = None
             while True:
+                source = unit.state
                 try:
                     moved = unit.trigger(trigger, payload)
                 except MachineError as exc:
                     raise Halted(f"no '{trigger}' edge from {unit.state}") from exc
                 if not moved:  # every guard refused: the table has a hole
                     raise Halted(f"no '{trigger}' edge from {unit.state} admits the payload")
+                unit.trail.append((source, trigger, unit.state))
                 if unit.state in self.terminal:
                     return
                 if on_enter is not None:

@@ -7,6 +7,7 @@ registry) are declared beside its states; `adapters/` implements all of them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 JsonObject = dict[str, Any]
 Path = tuple[str, ...]  # a field path, one segment per map key (keys may hold '.' or ':')
+Patch = Mapping[Path, Any]  # field paths and the values a write sets there
 
 
 class _Absent:
@@ -42,6 +44,20 @@ def at(data: Any, path: Path) -> Any:
             return ABSENT
         node = node[segment]
     return node
+
+
+def apply(data: JsonObject, patch: Mapping[Path, Any]) -> None:
+    """`patch` applied to `data` in place, as Firestore applies a field update: missing or
+    non-map parents become maps, and each value replaces what was at its path."""
+    for path, value in patch.items():
+        node = data
+        *parents, leaf = path
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[leaf] = copy.deepcopy(value)
 
 
 def holds(data: Any, fields: Mapping[Path, Any]) -> bool:
@@ -95,12 +111,7 @@ class DocumentStore(Protocol):
     def get(self, collection: str, doc_id: str) -> Snapshot | None: ...
 
     def update(
-        self,
-        collection: str,
-        doc_id: str,
-        patch: Mapping[Path, Any],
-        gate: Gate,
-        timeout_s: float,
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
     ) -> GuardedWrite:
         """Applies `patch` while `gate` passes on a fresh read, retrying lost races within
         `timeout_s`; raises `WriteOutcomeUnknown` when an erring write cannot be settled."""

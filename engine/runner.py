@@ -155,8 +155,11 @@ class Runner(Generic[C, P, D]):
         log: EventLogger,
         now: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        observe: Callable[[Unit[C, P, D]], None] | None = None,
     ) -> None:
+        """`observe` sees every unit once its run ends (tests follow the paths taken)."""
         self.worker = worker
+        self.observe = observe
         self.config = config
         self.ports = ports
         self.log = log
@@ -341,9 +344,10 @@ class Runner(Generic[C, P, D]):
                 wayOut="none",
             )
             unit.ended = "halted"
+        if self.observe is not None:
+            self.observe(unit)
 
     def _entered(self, unit: Unit[C, P, D], state: str) -> None:
-        unit.seen.append(state)
         if self._crash is not None:
             self._crash(unit, state)
 

@@ -66,7 +66,8 @@ class Unit(Machined, Generic[C, P, D]):
     noop: str | None = None  # why the unit ended untouched (UNCHANGED)
     ended: str | None = None  # an outcome beyond the state: claim_outcome_unknown, probe_failed
     stranded: bool = False
-    seen: list[str] = field(default_factory=list)  # states entered, in order
+    # (from, trigger, to) of every transition taken, in order: the path through the table
+    trail: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def owned(self) -> bool:

@@ -16,11 +16,12 @@ from google.api_core import exceptions as gexc
 import compose
 from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
+from adapters.memory import MemoryBlobStore, MemoryDocumentStore
 from adapters.registries import PromptSchemaRegistry
 from engine.errors import Shared, StoreUnavailable
-from engine.ports import Gate, GuardedWrite, Path, Snapshot
+from engine.ports import Gate, GuardedWrite, JsonObject, Patch, Path, Snapshot
 from engine.runner import Runner
-from states.llm_client.ports import LLM, LLMRequest, LLMResponse
+from states.llm_client.ports import LLM, LLMCallFailed, LLMRequest, LLMResponse
 from tests import scenario
 
 
@@ -50,12 +51,7 @@ class FinalizeDown(FirestoreDocumentStore):
     """Firestore answers reads and the claim, then is unavailable for the finalize."""
 
     def update(
-        self,
-        collection: str,
-        doc_id: str,
-        patch: Mapping[Path, Any],
-        gate: Gate,
-        timeout_s: float,
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
     ) -> GuardedWrite:
         if is_finalize(patch):
             raise StoreUnavailable(
@@ -68,12 +64,7 @@ class FinalizeExplodes(FirestoreDocumentStore):
     """A bug of ours in the finalize path (not a Firestore fault)."""
 
     def update(
-        self,
-        collection: str,
-        doc_id: str,
-        patch: Mapping[Path, Any],
-        gate: Gate,
-        timeout_s: float,
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
     ) -> GuardedWrite:
         if is_finalize(patch):
             raise RuntimeError("bug in finalize")
@@ -197,3 +188,101 @@ class _ErringRef:
         if owner.land:
             self._ref.update(*args, **kwargs)
         raise gexc.DeadlineExceeded("reply lost")  # type: ignore[no-untyped-call]
+
+
+# --- typed fakes for the in-memory suite (no services) ------------------------------------------
+
+
+class ScriptedLLM:
+    """Answers each call with the next scripted response, or raises the scripted fault."""
+
+    def __init__(self, *script: LLMResponse | LLMCallFailed) -> None:
+        self.script = list(script)
+        self.requests: list[LLMRequest] = []
+
+    def generate(self, request: LLMRequest, timeout_s: float) -> LLMResponse:
+        self.requests.append(request)
+        reply = self.script.pop(0)
+        if isinstance(reply, LLMCallFailed):
+            raise reply
+        return reply
+
+
+class FaultyStore(MemoryDocumentStore):
+    """In-memory Firestore with one fault where a test puts it: on the claim write (outcome
+    unknown, or unavailable), on the finalize write, or someone else's write just before ours
+    (`interfere`: the fields another actor sets first)."""
+
+    def __init__(
+        self,
+        documents: Mapping[str, JsonObject],
+        *,
+        claim_fault: StoreUnavailable | None = None,
+        finalize_fault: Exception | None = None,
+        interfere: Mapping[Path, Any] | None = None,
+    ) -> None:
+        super().__init__(documents)
+        self.claim_fault = claim_fault
+        self.finalize_fault = finalize_fault
+        self.interfere = dict(interfere or {})
+
+    def update(
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
+    ) -> GuardedWrite:
+        if self.interfere:
+            interference, self.interfere = self.interfere, {}
+            super().update(collection, doc_id, interference, lambda _data: None, timeout_s)
+        if self.claim_fault is not None and not is_finalize(patch):
+            raise self.claim_fault
+        if self.finalize_fault is not None and is_finalize(patch):
+            raise self.finalize_fault
+        return super().update(collection, doc_id, patch, gate, timeout_s)
+
+
+class FaultyBlobs(MemoryBlobStore):
+    """In-memory Cloud Storage failing the way a test says: existence checks, reads of one
+    object, or every create."""
+
+    def __init__(
+        self,
+        objects: Mapping[str, bytes],
+        *,
+        exists_fails: bool = False,
+        read_fails: str | None = None,
+        create_fails: bool = False,
+    ) -> None:
+        super().__init__(objects)
+        self.exists_fails = exists_fails
+        self.read_fails = read_fails
+        self.create_fails = create_fails
+
+    def exists(self, uri: str) -> bool:
+        if self.exists_fails:
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: Forbidden")
+        return super().exists(uri)
+
+    def read(self, uri: str, limit: int) -> bytes:
+        if uri == self.read_fails:
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: ServiceUnavailable")
+        return super().read(uri, limit)
+
+    def create(self, uri: str, data: bytes, content_type: str) -> bool:
+        if self.create_fails:
+            raise StoreUnavailable(Shared.GCS_WRITE_FAILED, "gcs write failed: ServiceUnavailable")
+        return super().create(uri, data, content_type)
+
+
+class FinalizedElsewhere(MemoryDocumentStore):
+    """The orchestrator (or a twin) ends the unit (`status` set to FAILED) between our work
+    and our finalize, so the finalize's gate refuses."""
+
+    def __init__(self, documents: Mapping[str, JsonObject], *, status: Path) -> None:
+        super().__init__(documents)
+        self.status = status
+
+    def update(
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
+    ) -> GuardedWrite:
+        if is_finalize(patch):
+            super().update(collection, doc_id, {self.status: "FAILED"}, lambda _: None, timeout_s)
+        return super().update(collection, doc_id, patch, gate, timeout_s)

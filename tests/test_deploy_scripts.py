@@ -422,7 +422,7 @@ def test_deploy_with_yes_runs_the_plan_in_order(fakes: Fakes) -> None:
     assert re.search(r"^functions-framework==", requirements, re.MULTILINE)
     assert re.search(r"^google-genai==", requirements, re.MULTILINE)
     assert not re.search(r"^(pytest|ruff|mypy|syrupy)==", requirements, re.MULTILINE)
-    assert not re.search(r"^(-e |\.|/|worker-llm-client)", requirements, re.MULTILINE)
+    assert not re.search(r"^(-e |\.|/|tda-workers)", requirements, re.MULTILINE)
     assert "from entry import on_flow_run_updated, recover_stale_steps\n" in deploy["main_py"]
     assert "--hash" not in requirements and "-e " not in requirements
     env_file = deploy["env_vars_file"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from engine.errors import Failure
 from engine.lifecycle import Next
@@ -59,27 +60,25 @@ def enter(unit: LlmUnit, request: Assembled | Rejected) -> Next:
         timeoutSeconds=round(timeout, 1),
     )
     started = time.monotonic()
+
+    def finished(severity: str, **fields: Any) -> None:
+        elapsed = int((time.monotonic() - started) * 1000)
+        unit.log.emit(
+            "llm_request_finished", severity, attempt=attempt, durationMs=elapsed, **fields
+        )
+
     try:
         response = unit.ports.llm.generate(call, timeout)
     except LLMCallFailed as exc:
-        unit.log.warning(
-            "llm_request_finished",
-            attempt=attempt,
-            status="error",
-            faultKind=exc.kind,
-            httpStatus=exc.status,
-            durationMs=int((time.monotonic() - started) * 1000),
-        )
+        finished("WARNING", status="error", faultKind=exc.kind, httpStatus=exc.status)
         previous = request.generated.response if isinstance(request, Rejected) else None
         code, message = fault_failure(exc)
         raise CallFailure(code, message, attempt, previous) from None
-    unit.log.info(
-        "llm_request_finished",
-        attempt=attempt,
+    finished(
+        "INFO",
         status="ok",
         finishReason=response.finish_reason,
         modelVersion=response.model_version,
-        durationMs=int((time.monotonic() - started) * 1000),
         usageMetadata=response.usage_metadata,
     )
     return "generated", Generated(assembled, response, attempt)

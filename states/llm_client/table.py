@@ -14,6 +14,15 @@ from states.llm_client.errors import ErrorCode
 S = "states.llm_client"
 FINALIZE = Exit("fail", "RUNNING_finalize")
 LEAVE = Exit("leave", "UNCHANGED")
+REPAIRABLE = f"{S}.validate.repairable"  # guard: the single repair was planned
+SUCCEEDED = "states.flow_run.finalize.succeeded"  # guard: finalized as SUCCEEDED
+
+
+def working(name: str, doc: str) -> State:
+    """A state doing the step's own work, in `states/llm_client/<name>.py`: any exception
+    there finalizes the claimed step FAILED."""
+    return State(name, doc, f"{S}.{name}.enter", on_error=FINALIZE)
+
 
 LIFECYCLE = Lifecycle(
     title="LLM_REPORT step lifecycle",
@@ -37,42 +46,12 @@ LIFECYCLE = Lifecycle(
                     on_error=LEAVE,
                     on_error_owned=FINALIZE,
                 ),
-                State(
-                    "resolve",
-                    "inputs, llmProfile, prompt and schema registries",
-                    f"{S}.resolve.enter",
-                    on_error=FINALIZE,
-                ),
-                State(
-                    "assemble",
-                    "OHLCV, charts and previous reports from GCS",
-                    f"{S}.assemble.enter",
-                    on_error=FINALIZE,
-                ),
-                State(
-                    "generate",
-                    "one Gemini generateContent call",
-                    f"{S}.generate.enter",
-                    on_error=FINALIZE,
-                ),
-                State(
-                    "validate",
-                    "JSON parse and registry schema validation",
-                    f"{S}.validate.enter",
-                    on_error=FINALIZE,
-                ),
-                State(
-                    "reject",
-                    "still invalid, no repair left: INVALID_STRUCTURED_OUTPUT",
-                    f"{S}.reject.enter",
-                    on_error=FINALIZE,
-                ),
-                State(
-                    "write",
-                    "create-only report artifact",
-                    f"{S}.write.enter",
-                    on_error=FINALIZE,
-                ),
+                working("resolve", "inputs, llmProfile, prompt and schema registries"),
+                working("assemble", "OHLCV, charts and previous reports from GCS"),
+                working("generate", "one Gemini generateContent call"),
+                working("validate", "JSON parse and registry schema validation"),
+                working("reject", "still invalid, no repair left: INVALID_STRUCTURED_OUTPUT"),
+                working("write", "create-only report artifact"),
                 State(
                     "adopt",
                     "the report an earlier execution wrote",
@@ -111,22 +90,12 @@ LIFECYCLE = Lifecycle(
         Edge("assembled", "RUNNING_assemble", "RUNNING_generate"),
         Edge("generated", "RUNNING_generate", "RUNNING_validate"),
         Edge("valid", "RUNNING_validate", "RUNNING_write"),
-        Edge(
-            "invalid",
-            "RUNNING_validate",
-            "RUNNING_generate",
-            conditions=(f"{S}.validate.repairable",),
-        ),
+        Edge("invalid", "RUNNING_validate", "RUNNING_generate", (REPAIRABLE,)),
         Edge("invalid", "RUNNING_validate", "RUNNING_reject"),
         Edge("written", "RUNNING_write", "RUNNING_finalize"),
         Edge("adopted", "RUNNING_adopt", "RUNNING_finalize"),
         Edge("rejected", "RUNNING_adopt", "RUNNING_finalize"),
-        Edge(
-            "finalized",
-            "RUNNING_finalize",
-            "SUCCEEDED",
-            conditions=("states.flow_run.finalize.succeeded",),
-        ),
+        Edge("finalized", "RUNNING_finalize", "SUCCEEDED", (SUCCEEDED,)),
         Edge("finalized", "RUNNING_finalize", "FAILED"),
         Edge("skipped", "RUNNING_finalize", "UNCHANGED"),
     ),
