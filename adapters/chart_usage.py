@@ -28,10 +28,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
-
-from adapters.firestore import LOST_RACE, bounded
+from adapters.firestore import bounded, lost_race
+from adapters.google import errors
 from engine.errors import Shared, StoreUnavailable
 from states.chart_export.usage import (
     JITTER_S,
@@ -48,11 +46,12 @@ from states.chart_export.usage import (
 IO_TIMEOUT_S = 10.0
 """§7 step 1's read timeout; the writes of a round get the same bound."""
 
-UPDATE_LOST = (*LOST_RACE, gexc.NotFound)
-"""Errors that send the round back to a fresh read: a racer's write (or a delete) came between
-our read and our write, or our own landed commit, replayed by the client's retry, failed its
-precondition. Either way this call has no reservation and the re-read counts on top of what is
-stored (module docstring)."""
+def update_lost() -> tuple[type[Exception], ...]:
+    """Errors that send the round back to a fresh read: a racer's write (or a delete) came
+    between our read and our write, or our own landed commit, replayed by the client's retry,
+    failed its precondition. Either way this call has no reservation and the re-read counts on
+    top of what is stored (module docstring)."""
+    return (*lost_race(), errors().NotFound)
 
 
 class Jitter(Protocol):
@@ -70,7 +69,7 @@ class FirestoreUsageStore:
 
     def __init__(
         self,
-        client: firestore.Client,
+        client: Any,
         collection: str,
         default_limit: int,
         plan_max: int,
@@ -120,7 +119,7 @@ class FirestoreUsageStore:
         """The document and the version to write against; (None, None) when it is missing."""
         try:
             snapshot = ref.get(retry=bounded(self._timeout_s), timeout=self._timeout_s)
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise _unavailable("read", exc) from None
         if not snapshot.exists:
             return None, None
@@ -146,9 +145,9 @@ class FirestoreUsageStore:
                     retry=bounded(self._timeout_s),
                     timeout=self._timeout_s,
                 )
-        except UPDATE_LOST:  # AlreadyExists is a Conflict: a racer created the document first
+        except update_lost():  # AlreadyExists is a Conflict: a racer created the document first
             return False
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise _unavailable("write", exc) from None  # ambiguous: counted as not reserved
         return True
 

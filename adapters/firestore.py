@@ -21,9 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.api_core import retry as gretry
-
+from adapters.google import errors, retries
 from engine.errors import Shared, StoreUnavailable, WriteOutcomeUnknown
 from engine.ports import Gate, GuardedWrite, JsonObject, Patch, Path, Snapshot, apply, holds
 
@@ -34,7 +32,11 @@ PAUSE_MAX_S = 0.5
 SCAN_TIMEOUT_S = 60.0
 CREATE_TIMEOUT_S = 15.0
 
-LOST_RACE = (gexc.FailedPrecondition, gexc.Aborted, gexc.Conflict)
+
+def lost_race() -> tuple[type[Exception], ...]:
+    """What a precondition race looks like: another write changed the document first."""
+    return (errors().FailedPrecondition, errors().Aborted, errors().Conflict)
+
 
 Journal = Callable[[JsonObject], None]
 
@@ -63,11 +65,11 @@ class LazyClient:
             return self._client
 
 
-def bounded(total_s: float) -> gretry.Retry:
+def bounded(total_s: float) -> Any:
     """The client's transient-error retry, capped at the spec's timeout for the whole call
     (the default keeps retrying for minutes while Firestore is down)."""
-    return gretry.Retry(
-        predicate=gretry.if_transient_error,
+    return retries().Retry(
+        predicate=retries().if_transient_error,
         initial=0.1,
         maximum=2.0,
         multiplier=2.0,
@@ -127,7 +129,7 @@ class FirestoreDocumentStore:
         timeout = max(0.1, min(READ_TIMEOUT_S, timeout))
         try:
             return self._ref(collection, doc_id).get(retry=bounded(timeout), timeout=timeout)
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise unavailable("read", exc) from None
 
     def get(self, collection: str, doc_id: str) -> Snapshot | None:
@@ -194,13 +196,13 @@ class FirestoreDocumentStore:
                     retry=bounded(call_timeout),
                     timeout=call_timeout,
                 )
-            except LOST_RACE:
+            except lost_race():
                 # Lost to a twin, or our own write landed and its retried commit then failed
                 # the precondition: the re-read tells (our patches carry a unique value).
                 uncertain, erred = True, False
                 if known is not None:
                     continue  # our snapshot was stale, not a race with a twin: re-read now
-            except gexc.GoogleAPIError:
+            except errors().GoogleAPIError:
                 uncertain, erred = True, True
             else:
                 apply(data, patch)
@@ -231,9 +233,9 @@ class FirestoreDocumentStore:
             self._ref(collection, doc_id).create(
                 data, retry=bounded(CREATE_TIMEOUT_S), timeout=CREATE_TIMEOUT_S
             )
-        except gexc.AlreadyExists:
+        except errors().AlreadyExists:
             return False
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise unavailable("create", exc) from None
         if self._journal is not None:
             self._journal({"doc": f"{collection}/{doc_id}", "created": data})
@@ -252,7 +254,7 @@ class FirestoreDocumentStore:
         )
         try:
             docs = list(query.stream(retry=bounded(SCAN_TIMEOUT_S), timeout=SCAN_TIMEOUT_S))
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise unavailable("query", exc) from None
         return [(doc.id, doc.to_dict() or {}) for doc in docs]
 
@@ -285,7 +287,7 @@ class FirestoreRegistry:
                 .document(doc_id)
                 .get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
             )
-        except gexc.GoogleAPIError as exc:
+        except errors().GoogleAPIError as exc:
             raise unavailable("read", exc) from None
         if not doc.exists:
             return None

@@ -12,21 +12,26 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
-from google.cloud.storage.retry import DEFAULT_RETRY
-
+from adapters.google import errors
 from engine.errors import Shared, StoreUnavailable
 from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
 
 READ_TIMEOUT_S = 20.0
 UPLOAD_TIMEOUT_S = 60.0
-# The library's transient-error retry, capped at the spec's timeout for the whole call (its
-# default deadline is 120 s). Retrying the create-only upload is safe: a 412 means it landed.
-READ_RETRY = DEFAULT_RETRY.with_timeout(READ_TIMEOUT_S)
-UPLOAD_RETRY = DEFAULT_RETRY.with_timeout(UPLOAD_TIMEOUT_S)
 
 
-FAULTS = (gexc.GoogleAPIError, OSError)
+@functools.cache
+def retry(timeout_s: float) -> Any:
+    """The library's transient-error retry, capped at the spec's timeout for the whole call
+    (its default deadline is 120 s). Retrying the create-only upload is safe: a 412 means it
+    landed."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(timeout_s)
+
+
+def faults() -> tuple[type[BaseException], ...]:
+    return (errors().GoogleAPIError, OSError)
 
 
 def unavailable(what: str, exc: BaseException) -> StoreUnavailable:
@@ -84,13 +89,13 @@ class GcsBlobStore:
         blob = self._blob(uri)
         try:
             data: bytes = blob.download_as_bytes(
-                start=0, end=limit, raw_download=True, timeout=READ_TIMEOUT_S, retry=READ_RETRY
+                start=0, end=limit, raw_download=True, timeout=READ_TIMEOUT_S, retry=retry(READ_TIMEOUT_S)
             )
-        except gexc.NotFound:
+        except errors().NotFound:
             raise BlobNotFound(uri) from None
-        except gexc.RequestRangeNotSatisfiable:
+        except errors().RequestRangeNotSatisfiable:
             return b""  # an empty object has no byte 0
-        except FAULTS as exc:
+        except faults() as exc:
             raise unavailable("read", exc) from None
         if len(data) > limit:
             raise BlobTooLarge(uri)
@@ -100,17 +105,17 @@ class GcsBlobStore:
 
     def exists(self, uri: str) -> bool:
         try:
-            return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S, retry=READ_RETRY))
-        except FAULTS as exc:
+            return bool(self._blob(uri).exists(timeout=READ_TIMEOUT_S, retry=retry(READ_TIMEOUT_S)))
+        except faults() as exc:
             raise unavailable("read", exc) from None
 
     def created(self, uri: str) -> datetime | None:
         blob = self._blob(uri)
         try:
-            blob.reload(timeout=READ_TIMEOUT_S, retry=READ_RETRY)
-        except gexc.NotFound:
+            blob.reload(timeout=READ_TIMEOUT_S, retry=retry(READ_TIMEOUT_S))
+        except errors().NotFound:
             return None
-        except FAULTS as exc:
+        except faults() as exc:
             raise unavailable("read", exc) from None
         moment: datetime | None = blob.time_created
         return moment
@@ -124,10 +129,10 @@ class GcsBlobStore:
                 content_type=content_type,
                 if_generation_match=0,
                 timeout=UPLOAD_TIMEOUT_S,
-                retry=UPLOAD_RETRY,
+                retry=retry(UPLOAD_TIMEOUT_S),
             )
-        except gexc.PreconditionFailed:
+        except errors().PreconditionFailed:
             return False
-        except FAULTS as exc:
+        except faults() as exc:
             raise unavailable("write", exc) from None
         return True

@@ -1,32 +1,28 @@
-"""A worker's lifecycle declared as data, the `transitions` machine built from it, and the loop
-that drives one unit of work through it.
+"""A worker's lifecycle declared as data: the states, their actions and exits, the edges.
 
 The table is the whole state diagram: the runtime machine, the review diagram (`docs/`) and the
 tests are all built from it. Each state names its action — `(unit, payload) -> (trigger,
 payload)`, the one place where that state's behaviour lives — and where an exception takes it;
-edges name pure guards over the payload. The machine only decides (which edge, under a lock:
-one machine per worker per process serves every thread); the engine's loop runs the actions
-outside it, so an action's result is the next trigger and its typed payload, and an exception
-is routed once, along the exit its state declares (never re-entrant: one error, one way out).
+edges name pure guards over the payload. `engine.machine` builds the `transitions` machine from
+it and drives units through it; the table itself imports nothing heavy, so declaring a worker
+costs nothing at an instance's cold start.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
-from transitions import Machine, MachineError
-from transitions.extensions import LockedHierarchicalMachine
+if TYPE_CHECKING:
+    from engine.machine import LifecycleMachine
 
 # An action's result: the trigger to fire next and the payload the next state receives.
 Next = tuple[str, Any]
 Action = Callable[[Any, Any], Next]
 ExitKind = Literal["fail", "abandon", "leave", "strand"]
-
-logging.getLogger("transitions").setLevel(logging.WARNING)  # its INFO lines are not JSON
 
 
 @dataclass(frozen=True)
@@ -110,6 +106,9 @@ class Lifecycle:
         }
 
     def build(self) -> LifecycleMachine:
+        """The runtime machine (imports `transitions`: only a unit's run needs it)."""
+        from engine.machine import LifecycleMachine
+
         return LifecycleMachine(self)
 
     def mermaid(self) -> str:
@@ -126,6 +125,16 @@ class Lifecycle:
         return source
 
 
+@functools.cache
+def load_table(path: str) -> Lifecycle:
+    """A worker's table by its dotted path: a cold instance whose events are all no-ops never
+    imports its states' modules."""
+    module, _, name = path.rpartition(".")
+    table = getattr(importlib.import_module(module), name)
+    assert isinstance(table, Lifecycle), f"{path} is not a Lifecycle"
+    return table
+
+
 def _flatten(states: tuple[State, ...], prefix: str = "") -> Iterator[tuple[str, State]]:
     for state in states:
         name = f"{prefix}{state.name}"
@@ -138,67 +147,3 @@ def _definition(state: State) -> dict[str, Any]:
     if state.children:
         item["children"] = [_definition(child) for child in state.children]
     return item
-
-
-def resolve(path: str) -> Any:
-    """A dotted path to its callable, by `transitions`' own resolver (the same one that
-    resolves the guards): module attribute lookup, no model involved."""
-    return Machine.resolve_callable(path, cast(Any, SimpleNamespace(model=None)))
-
-
-class Halted(Exception):
-    """The machine could not take the way out a state declared: a defect of ours. The unit
-    stays in the state it reached (a claimed one is finished by lease recovery)."""
-
-
-class LifecycleMachine:
-    """The one machine of a worker in this process; units are attached for one run each."""
-
-    def __init__(self, lifecycle: Lifecycle) -> None:
-        self.lifecycle = lifecycle
-        self._machine = LockedHierarchicalMachine(model=None, **lifecycle.machine_kwargs("READY"))
-        self._actions: dict[str, Action] = {
-            name: resolve(state.action) for name, state in lifecycle.flat.items() if state.action
-        }
-        self.terminal = lifecycle.terminal
-
-    def drive(
-        self,
-        unit: Any,
-        initial: str,
-        trigger: str,
-        on_enter: Callable[[Any, str], None] | None = None,
-        on_error: Callable[[Any, State, Exception], Next] | None = None,
-    ) -> None:
-        """Runs `unit` from `initial` by `trigger` until a final state (or a halt).
-
-        `on_enter` sees each state before its action runs (the chaos suite's crash hook);
-        `on_error` turns an action's exception into the exit trigger of its state.
-        """
-        self._machine.add_model(unit, initial=initial)
-        try:
-            payload: Any = None
-            while True:
-                source = unit.state
-                try:
-                    moved = unit.trigger(trigger, payload)
-                except MachineError as exc:
-                    raise Halted(f"no '{trigger}' edge from {unit.state}") from exc
-                if not moved:  # every guard refused: the table has a hole
-                    raise Halted(f"no '{trigger}' edge from {unit.state} admits the payload")
-                unit.trail.append((source, trigger, unit.state))
-                if unit.state in self.terminal:
-                    return
-                if on_enter is not None:
-                    on_enter(unit, unit.state)
-                action = self._actions[unit.state]
-                if payload is not None:  # an error exit carries none: keep what was reached
-                    unit.last = payload
-                try:
-                    trigger, payload = action(unit, payload)
-                except Exception as exc:
-                    if on_error is None:
-                        raise
-                    trigger, payload = on_error(unit, self.lifecycle.flat[unit.state], exc)
-        finally:
-            self._machine.remove_model(unit)

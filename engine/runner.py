@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from engine.budget import TimeBudget
 from engine.clock import utc_now
 from engine.cloudevent import ACCEPTED_TYPES, Event
-from engine.config import Common
 from engine.errors import (
     DocumentInvalid,
     Failure,
@@ -25,10 +24,14 @@ from engine.errors import (
     internal_error,
 )
 from engine.faults import crash_hook
-from engine.lifecycle import Halted, Lifecycle, LifecycleMachine, Next, State
 from engine.log import EventLogger
 from engine.ports import DocumentStore, JsonObject, Snapshot
-from engine.unit import Unit
+
+if TYPE_CHECKING:
+    from engine.config import Common
+    from engine.lifecycle import Lifecycle, Next, State
+    from engine.machine import LifecycleMachine
+    from engine.unit import Unit
 
 LEFT_ALONE = "left_alone"  # a probe found a live claim: maybe still working, not ours to end
 
@@ -134,7 +137,7 @@ class Worker(Generic[C, P, D]):
     """A worker, as the engine sees it: a lifecycle, a source of units, and how it logs."""
 
     name: str
-    lifecycle: Lifecycle
+    table: str  # dotted path of its `Lifecycle`, loaded when a unit first runs
     source: Callable[[C, P], Source[D]]
     id_field: str  # the log field naming the document (runId, jobId)
     unit_field: str | None  # the log field naming the unit (stepId), None: the document is it
@@ -142,6 +145,12 @@ class Worker(Generic[C, P, D]):
     # A stale-work scan's answer (the HTTP function's body) and the event that logs it.
     scan_report: Callable[[Scan], dict[str, int]] = lambda scan: {"scanned": scan.documents}
     scan_event: str = "stale_scan_finished"
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        from engine.lifecycle import load_table  # the table loads with the first unit's run
+
+        return load_table(self.table)
 
 
 class Runner(Generic[C, P, D]):
@@ -321,6 +330,8 @@ class Runner(Generic[C, P, D]):
         budget: TimeBudget,
         log: EventLogger,
     ) -> Unit[C, P, D]:
+        from engine.unit import Unit
+
         return Unit(
             doc_id=doc_id,
             unit_id=unit_id,
@@ -334,6 +345,8 @@ class Runner(Generic[C, P, D]):
         )
 
     def _drive(self, unit: Unit[C, P, D], initial: str, trigger: str) -> None:
+        from engine.machine import Halted  # loaded with the machine, on the first unit
+
         try:
             self.machine().drive(unit, initial, trigger, self._entered, self._on_error)
         except Halted as exc:
@@ -355,6 +368,8 @@ class Runner(Generic[C, P, D]):
         """The error policy, in one place: the state's declared exit, taken once."""
         exit_ = state.on_error_owned if unit.owned and state.on_error_owned else state.on_error
         if exit_ is None:
+            from engine.machine import Halted
+
             raise Halted(f"{state.name} declares no way out") from exc
         expected = isinstance(exc, Failure | StoreUnavailable)
         if exit_.kind == "leave":

@@ -14,7 +14,6 @@ import msgspec
 from engine.cloudevent import doc_id_from_subject
 from engine.config import Common
 from engine.errors import DocumentInvalid, StoreUnavailable
-from engine.gates import FINALIZE_TIMEOUT_S
 from engine.log import EventLogger
 from engine.names import storage_safe_key
 from engine.ports import DocumentStore, JsonObject, Snapshot
@@ -131,6 +130,8 @@ class FlowRunSteps:
     def invalid(self, doc_id: str, problem: DocumentInvalid, log: EventLogger) -> str:
         """FLOW_RUN_INVALID on the run, written once: an identical error already there is left
         alone, so the event our own write triggers does not write again."""
+        from engine.gates import FINALIZE_TIMEOUT_S  # loaded only when a run is invalid
+
         error = {"code": FLOW_RUN_INVALID, "message": problem.message}
         try:
             written = self._store.update(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.runner import Worker
 from states.flow_run.source import FlowRunSteps, scan_report
-from states.llm_client.config import LlmConfig
-from states.llm_client.ports import LlmPorts
-from states.llm_client.table import LIFECYCLE
-from states.llm_client.unit import LLM_REPORT
+
+if TYPE_CHECKING:
+    from states.llm_client.config import LlmConfig
+    from states.llm_client.ports import LlmPorts
+
+LLM_REPORT = "LLM_REPORT"
 
 
 def source(config: LlmConfig, ports: LlmPorts) -> FlowRunSteps:
@@ -18,7 +20,7 @@ def source(config: LlmConfig, ports: LlmPorts) -> FlowRunSteps:
 
 WORKER: Worker[Any, Any, Any] = Worker(
     name="llm_client",
-    lifecycle=LIFECYCLE,
+    table="states.llm_client.table.LIFECYCLE",
     source=source,
     id_field="runId",
     unit_field="stepId",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from engine.unit import Unit
 from states.flow_run.contracts import FlowRun, Step
+from states.llm_client import LLM_REPORT
 from states.llm_client.config import LlmConfig
 from states.llm_client.ports import LlmPorts
 
-LLM_REPORT = "LLM_REPORT"
+__all__ = ["LLM_REPORT", "LlmUnit", "report_uri", "step", "step_id", "unit_report_uri"]
 
 LlmUnit = Unit[LlmConfig, LlmPorts, FlowRun]
 
