@@ -89,7 +89,11 @@ class GcsBlobStore:
         blob = self._blob(uri)
         try:
             data: bytes = blob.download_as_bytes(
-                start=0, end=limit, raw_download=True, timeout=READ_TIMEOUT_S, retry=retry(READ_TIMEOUT_S)
+                start=0,
+                end=limit,
+                raw_download=True,
+                timeout=READ_TIMEOUT_S,
+                retry=retry(READ_TIMEOUT_S),
             )
         except errors().NotFound:
             raise BlobNotFound(uri) from None
