@@ -46,6 +46,7 @@ from states.chart_export.usage import (
 IO_TIMEOUT_S = 10.0
 """§7 step 1's read timeout; the writes of a round get the same bound."""
 
+
 def update_lost() -> tuple[type[Exception], ...]:
     """Errors that send the round back to a fresh read: a racer's write (or a delete) came
     between our read and our write, or our own landed commit, replayed by the client's retry,
