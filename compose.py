@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 import msgspec
 
-from engine.clock import utc_now
+from engine.clock import parse_rfc3339, utc_now
 from engine.config import ConfigError
 from engine.log import EventLogger, LogProfile
 from engine.runner import Runner, Worker
@@ -26,6 +26,9 @@ from engine.runner import Runner, Worker
 # Test-only: WORKER_WRITE_JOURNAL names a file that receives each committed Firestore write as
 # a JSON line, so snapshot tests can see the ordered writes of another process.
 JOURNAL_VARIABLE = "WORKER_WRITE_JOURNAL"
+# Test-only: WORKER_TEST_NOW sets the worker's wall clock at start (RFC3339); time then runs
+# normally. Vectors fix "today" this way (a usage window, a lease). Production never sets it.
+CLOCK_VARIABLE = "WORKER_TEST_NOW"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ def build(
                 "config_invalid", variable=exc.variable, error=str(exc)
             )
             raise
+    if now is utc_now and environ.get(CLOCK_VARIABLE):
+        now = _test_clock(environ[CLOCK_VARIABLE], monotonic)
     journal_path = environ.get(JOURNAL_VARIABLE)
     journal = _journal(journal_path) if journal_path else None
     ports = assembly.ports(config, overrides, journal)
@@ -141,6 +146,13 @@ def build(
     return Runner(
         assembly.worker(), config, ports, log, now=now, monotonic=monotonic, observe=observe
     )
+
+
+def _test_clock(start: str, monotonic: Callable[[], float]) -> Callable[[], datetime]:
+    origin, instant = monotonic(), parse_rfc3339(start)
+    if instant is None or instant.tzinfo is None:
+        raise ConfigError(CLOCK_VARIABLE, "must be an RFC3339 time with an offset")
+    return lambda: instant + timedelta(seconds=monotonic() - origin)
 
 
 def _journal(path: str) -> Callable[[dict[str, Any]], None]:

@@ -184,3 +184,19 @@ def test_invalid_values_are_named_by_variable(variable, value):
         WorkerConfig.from_env({**BASE, variable: value})
     assert variable in str(err.value)
     assert value not in str(err.value)
+
+
+def test_the_test_clock_starts_where_asked_and_then_runs():
+    import compose
+
+    ticks = iter([100.0, 100.0, 102.5])
+    runner = compose.build(
+        "llm_client",
+        {**BASE, "WORKER_TEST_NOW": "2025-12-15T10:26:00Z"},
+        stream=io.StringIO(),
+        monotonic=lambda: next(ticks),
+    )
+    assert runner.now().isoformat() == "2025-12-15T10:26:00+00:00"
+    assert runner.now().isoformat() == "2025-12-15T10:26:02.500000+00:00"
+    with pytest.raises(ConfigError):
+        compose.build("llm_client", {**BASE, "WORKER_TEST_NOW": "tomorrow"}, stream=io.StringIO())
