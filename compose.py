@@ -90,6 +90,44 @@ def _llm_ports(
     )
 
 
+def _backtest_worker() -> Worker[Any, Any, Any]:
+    from states.backtest.worker import WORKER
+
+    return WORKER
+
+
+def _backtest_config(environ: Mapping[str, str]) -> Any:
+    from states.backtest.config import BacktestConfig
+
+    return BacktestConfig.from_env(environ)
+
+
+def _backtest_profile() -> LogProfile:
+    from states.backtest.catalog import PROFILE
+
+    return PROFILE
+
+
+def _backtest_ports(
+    config: Any, overrides: Mapping[str, Any], journal: Callable[[dict[str, Any]], None] | None
+) -> Any:
+    """Firestore for jobs and results, Cloud Storage for history CSVs; the Wheel engine is pure
+    and needs no port. Each client is created on first use (a no-op imports neither)."""
+    from adapters.firestore import FirestoreDocumentStore
+    from adapters.gcs import GcsBlobStore
+    from states.backtest.ports import BacktestPorts
+
+    project, database = config.common.gcp_project, config.common.firestore_database
+
+    def made(name: str, make: Callable[[], Any]) -> Any:
+        return overrides[name] if name in overrides else make()
+
+    return BacktestPorts(
+        store=made("store", lambda: FirestoreDocumentStore(project, database, journal=journal)),
+        history=made("history", lambda: GcsBlobStore(project)),
+    )
+
+
 ASSEMBLIES: dict[str, Assembly] = {
     "llm_client": Assembly(
         worker=_llm_worker,
@@ -98,6 +136,16 @@ ASSEMBLIES: dict[str, Assembly] = {
         ports=_llm_ports,
         configured=lambda config: {
             "auth": {"mode": config.gemini.mode, "keyId": config.gemini.key_id}
+        },
+    ),
+    "backtest": Assembly(
+        worker=_backtest_worker,
+        config=_backtest_config,
+        profile=_backtest_profile,
+        ports=_backtest_ports,
+        configured=lambda config: {
+            "leaseSeconds": config.common.lease_s,
+            "historyBucketSet": config.history_bucket is not None,
         },
     ),
 }

@@ -21,3 +21,15 @@ def on_flow_run_updated(cloud_event: Any) -> None:
 def recover_stale_steps(request: Any) -> tuple[str, int, dict[str, str]]:
     """worker_llm_client: stale-step recovery over all RUNNING flow runs (Cloud Scheduler)."""
     return compose.recover("llm_client")
+
+
+@functions_framework.cloud_event
+def on_backtest_job_written(cloud_event: Any) -> None:
+    """worker_backtest: Eventarc Firestore events on `backtestJobs/{jobId}` (BACKTEST §1)."""
+    compose.deliver("backtest", cloud_event)
+
+
+@functions_framework.http
+def sweep_stale_jobs(request: Any) -> tuple[str, int, dict[str, str]]:
+    """worker_backtest: the sweeper of running jobs past their lease (BACKTEST §8.3)."""
+    return compose.recover("backtest")

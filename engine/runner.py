@@ -52,11 +52,19 @@ class Stored(Protocol):
 
 @dataclass(frozen=True)
 class Selection:
-    """One unit to execute, units RUNNING to probe, and the no-op reason when nothing runs."""
+    """One unit to execute, units RUNNING to probe, and the no-op reason when nothing runs.
+
+    A unit id of None is the document itself (a backtest job is one unit, not a map of steps):
+    `whole` executes it, and None among `probe` probes it."""
 
     execute: str | None = None
-    probe: tuple[str, ...] = ()
+    probe: tuple[str | None, ...] = ()
     noop: str | None = None
+    whole: bool = False
+
+    @property
+    def runs(self) -> bool:
+        return self.execute is not None or self.whole
 
 
 class Source(Protocol[D]):
@@ -145,6 +153,9 @@ class Worker(Generic[C, P, D]):
     # A stale-work scan's answer (the HTTP function's body) and the event that logs it.
     scan_report: Callable[[Scan], dict[str, int]] = lambda scan: {"scanned": scan.documents}
     scan_event: str = "stale_scan_finished"
+    # Every outcome of an event returns normally (BACKTEST §1): a failure of ours, or a unit
+    # left stranded for lease recovery, is logged and ends the invocation, never raised.
+    contained: bool = False
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -210,14 +221,35 @@ class Runner(Generic[C, P, D]):
             subject=event.subject,
             document=event.document,
         )
-        outcome = self._handle(event, budget, log, only)
+        try:
+            outcome = self._handle(event, budget, log, only)
+        except Exception as exc:
+            if not self.worker.contained:
+                raise
+            outcome = self._contained(event, log, exc)
         ids = {self.worker.id_field: outcome.doc_id}
         if self.worker.unit_field:
             ids[self.worker.unit_field] = outcome.unit_id
         finished(log.bind(**ids), outcome, self.worker.unit_field or self.worker.id_field)
-        if outcome.reason == "stranded":
+        if outcome.reason == "stranded" and not self.worker.contained:
             raise Stranded(f"unit {outcome.unit_id or outcome.doc_id} could not be finalized")
         return outcome
+
+    def _contained(self, event: Event, log: EventLogger, exc: Exception) -> Outcome:
+        """A failure outside any unit's states (they all have exits): a read of the document
+        that failed, or a defect of ours before a unit ran. Logged once, never raised."""
+        try:
+            doc_id = self.source.doc_id(event.subject)
+        except Exception:
+            doc_id = None
+        log.bind(**{self.worker.id_field: doc_id}).error(
+            "worker_exception",
+            state=None,
+            exceptionType=type(exc).__name__,
+            reason=exc.message if isinstance(exc, StoreUnavailable) else None,
+        )
+        code = exc.code if isinstance(exc, StoreUnavailable) else "worker_exception"
+        return Outcome("failed", reason=code, doc_id=doc_id)
 
     def _handle(
         self, event: Event, budget: TimeBudget, log: EventLogger, only: str | None
@@ -247,7 +279,7 @@ class Runner(Generic[C, P, D]):
         log = log.bind(**source.context(doc))
         source.parsed(doc, log)
         selection = source.select(doc, only)
-        if selection.execute is not None:
+        if selection.runs:
             unit = self._unit(doc_id, selection.execute, doc, snapshot, budget, log)
             source.selected(doc, selection.execute, unit.log)
             self._drive(unit, "READY", "start")

@@ -8,7 +8,7 @@ a fake with a wrong signature would make the code under test fail for the wrong 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
@@ -286,3 +286,92 @@ class FinalizedElsewhere(MemoryDocumentStore):
         if is_finalize(patch):
             super().update(collection, doc_id, {self.status: "FAILED"}, lambda _: None, timeout_s)
         return super().update(collection, doc_id, patch, gate, timeout_s)
+
+
+# --- typed fakes for the backtest worker's in-memory suite -------------------------------------
+
+
+class JobStore(MemoryDocumentStore):
+    """In-memory Firestore for backtest jobs, failing where a test puts it.
+
+    Job writes are told apart by the status they set (`running`: the claim; `failed` or
+    `completed`: a finalize). `write_faults` raise once on such a write; `interfere` first
+    applies another actor's fields (a twin's claim, an operator's finalize). `create_faults`
+    raise on successive creates (after landing, with `create_lands`: a lost reply);
+    `failing_gets` scripts the next reads of a collection (True: that read fails)."""
+
+    def __init__(
+        self,
+        documents: Mapping[str, JsonObject],
+        *,
+        write_faults: Mapping[str, Exception] | None = None,
+        interfere: Mapping[str, Mapping[Path, Any]] | None = None,
+        create_faults: Sequence[Exception] = (),
+        create_lands: bool = False,
+        failing_gets: Mapping[str, Sequence[bool]] | None = None,
+    ) -> None:
+        super().__init__(documents)
+        self.write_faults = dict(write_faults or {})
+        self.interfere = {status: dict(patch) for status, patch in (interfere or {}).items()}
+        self.create_faults = list(create_faults)
+        self.create_lands = create_lands
+        self.failing_gets = {name: list(script) for name, script in (failing_gets or {}).items()}
+        self.creates = 0
+
+    def update(
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
+    ) -> GuardedWrite:
+        status = str(patch.get(("status",)))
+        if status in self.interfere:
+            other = self.interfere.pop(status)
+            super().update(collection, doc_id, other, lambda _data: None, timeout_s)
+        if status in self.write_faults:
+            raise self.write_faults.pop(status)
+        return super().update(collection, doc_id, patch, gate, timeout_s)
+
+    def create(self, collection: str, doc_id: str, data: JsonObject) -> bool:
+        self.creates += 1
+        if self.create_faults:
+            fault = self.create_faults.pop(0)
+            if self.create_lands:
+                super().create(collection, doc_id, data)
+            raise fault
+        return super().create(collection, doc_id, data)
+
+    def get(self, collection: str, doc_id: str) -> Snapshot | None:
+        script = self.failing_gets.get(collection)
+        if script and script.pop(0):
+            raise StoreUnavailable(
+                Shared.FIRESTORE_UNAVAILABLE, "firestore read failed: ServiceUnavailable"
+            )
+        return super().get(collection, doc_id)
+
+
+class FlakyHistory(MemoryBlobStore):
+    """Cloud Storage whose next `failures` reads fail as the adapter reports an outage or a
+    missing permission, then answers from its objects."""
+
+    def __init__(self, objects: Mapping[str, bytes], *, failures: int) -> None:
+        super().__init__(objects)
+        self.failures = failures
+        self.reads = 0
+
+    def read(self, uri: str, limit: int) -> bytes:
+        self.reads += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: Forbidden")
+        return super().read(uri, limit)
+
+
+class Unreadable:
+    """A stored value that cannot even be compared: stands for a document the worker cannot
+    make sense of, so a state's own way out for unexpected errors is taken."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare a corrupt value")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("cannot compare a corrupt value")
+
+    __hash__ = object.__hash__
