@@ -22,6 +22,8 @@ from google.events.cloud.firestore import (
 from google.protobuf import struct_pb2
 
 UPDATED = "google.cloud.firestore.document.v1.updated"
+CREATED = "google.cloud.firestore.document.v1.created"
+WRITTEN = "google.cloud.firestore.document.v1.written"
 DATASCHEMA = (
     "https://github.com/googleapis/google-cloudevents/blob/main/proto/google/events/"
     "cloud/firestore/v1/data.proto"
@@ -138,6 +140,27 @@ def firestore_update_event(
         "Content-Type": "application/protobuf",
     }
     return headers, DocumentEventData.serialize(data)
+
+
+def firestore_created_event(
+    *,
+    project: str,
+    collection: str,
+    doc_id: str,
+    document: Mapping[str, Any] | None,
+    event_type: str = CREATED,
+    **attributes: Any,
+) -> tuple[dict[str, str], bytes]:
+    """A `created` (or, with `event_type`, `written`) event for any collection: the new document
+    as the value, no old value and no mask, as Eventarc sends for a document's creation."""
+    return firestore_update_event(
+        project=project,
+        run_id=doc_id,
+        document=document,
+        collection=collection,
+        event_type=event_type,
+        **attributes,
+    )
 
 
 def decode_event(body: bytes) -> DocumentEventData:
