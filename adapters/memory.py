@@ -206,3 +206,54 @@ class MemoryBlobStore:
                 return False
             self.objects[uri] = (data, datetime.now(UTC))
             return True
+
+
+class FolderBucket:
+    """One bucket's objects as files under a folder: `gs://<any bucket>/<name>` ↔ `<root>/<name>`.
+
+    `run-local` reads history CSVs this way (`--history-dir` is the bucket's root), with the
+    same bounded-read contract as Cloud Storage; names that would leave the folder are absent.
+    """
+
+    def __init__(self, root: FilePath) -> None:
+        self.root = root
+
+    def _path(self, uri: str) -> FilePath:
+        if not uri.startswith("gs://"):
+            raise BlobNotFound(uri)
+        _, _, name = uri[5:].partition("/")
+        if not name or any(part in ("", ".", "..") for part in name.split("/")):
+            raise BlobNotFound(uri)
+        return self.root / name
+
+    def read(self, uri: str, limit: int) -> bytes:
+        path = self._path(uri)
+        try:
+            with path.open("rb") as source:
+                data = source.read(limit + 1)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFound(uri) from None
+        if len(data) > limit:
+            raise BlobTooLarge(uri)
+        return data
+
+    def exists(self, uri: str) -> bool:
+        try:
+            return self._path(uri).is_file()
+        except BlobNotFound:
+            return False
+
+    def created(self, uri: str) -> datetime | None:
+        if not self.exists(uri):
+            return None
+        return datetime.fromtimestamp(self._path(uri).stat().st_mtime, UTC)
+
+    def create(self, uri: str, data: bytes, content_type: str) -> bool:
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with path.open("xb") as sink:
+                sink.write(data)
+        except FileExistsError:
+            return False
+        return True

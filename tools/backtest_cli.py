@@ -1,0 +1,57 @@
+"""`worker-backtest`: the backtest worker's command line.
+
+Subcommands: `run-local` (one job through the deployed lifecycle, no cloud service),
+`simulate` (the Wheel engine alone on a configUsed), `sweep-stale` (the sweeper against the
+configured Firestore, as the deployed `sweep_stale_jobs` runs it), `diagram` (the lifecycle).
+Exit codes: see `tools/backtest_run_local.py` (COMMON.md §9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker-backtest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    from tools import backtest_run_local as local
+
+    local.add_run_local_arguments(
+        commands.add_parser("run-local", help="run one job with no cloud service")
+    )
+    simulate = commands.add_parser(
+        "simulate",
+        help="run engine 1.0.0 on a configUsed (inline prices); print the canonical "
+        "backtestResult and its sha256",
+    )
+    simulate.add_argument("config", help="configUsed JSON (or a job holding one)")
+    commands.add_parser(
+        "sweep-stale",
+        help="fail running jobs past their lease, complete those whose result exists "
+        "(uses the configured Firestore, as the deployed sweep_stale_jobs does)",
+    )
+    diagram = commands.add_parser(
+        "diagram", help="print the lifecycle diagram (--write: docs/backtest-lifecycle.md)"
+    )
+    diagram.add_argument("--write", action="store_true", help="write the file")
+    diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    args = parser.parse_args(argv)
+    if args.command == "run-local":
+        return local.run_local(args)
+    if args.command == "simulate":
+        from pathlib import Path
+
+        return local.simulate_config(Path(args.config))
+    if args.command == "sweep-stale":
+        from tools.common import recover_stale
+
+        return recover_stale("backtest", None)
+    from tools import diagram as diagram_tool
+
+    flags = ["--check"] if args.check else ["--write"] if args.write else []
+    return diagram_tool.main([*flags, "backtest"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
