@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 from typing import Any
@@ -19,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from states.backtest.validation import synthetic_dates
+from tests.backtest.vectors import result_validator
 from tests.contracts import REPO
-from wheelsim import SimConfig, result_sha256, simulate, simulate_trace
+from wheelsim import SimConfig, canonical_json, result_sha256, simulate, simulate_trace
 
 Job = tuple[SimConfig, list[float], list[str]]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,3 +207,97 @@ def test_same_input_gives_the_same_hash_in_a_fresh_process(job: Job) -> None:
     here = result_sha256(simulate(config, prices, dates))
     assert hash_in_fresh_process(job, "1") == here
     assert hash_in_fresh_process(job, "4242") == here
+
+
+def restated_drawdown(equity: list[float], capital: float) -> float:
+    """§9.4, restated: the worst fall from the running peak (the capital counts as a peak)."""
+    peak, worst = capital, 0.0
+    for value in equity:
+        peak = max(peak, value)
+        worst = max(worst, (peak - value) / peak)
+    return -worst
+
+
+@FAST
+@given(jobs())
+def test_drawdown_and_return_follow_the_equity_curve(job: Job) -> None:
+    config, prices, dates = job
+    trace = simulate_trace(config, prices)
+    result = simulate(config, prices, dates)
+    assert -1.0 <= result["maxDrawdown"] <= 0.0
+    assert close(result["maxDrawdown"], restated_drawdown(trace.equity, config.starting_capital))
+    expected = (trace.equity[-1] - config.starting_capital) / config.starting_capital
+    assert close(result["totalReturn"], expected)
+    assert result["priceData"] == {
+        "points": len(prices),
+        "firstDate": dates[0],
+        "lastDate": dates[-1],
+    }
+
+
+def doubles(value: Any, path: str = "$") -> list[tuple[str, Any]]:
+    """Every number under `value` with its path (booleans are not numbers)."""
+    if isinstance(value, dict):
+        return [item for key, v in value.items() for item in doubles(v, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in doubles(v, f"{path}[{i}]")]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [(path, value)]
+    return []
+
+
+INTEGER_FIELDS = ("cyclesCompleted", "maxCycles", "points", "index", "Index", "contracts", "shares")
+
+
+@FAST
+@given(jobs())
+def test_the_result_is_schema_valid_and_its_hash_survives_a_store_round_trip(job: Job) -> None:
+    """What the worker stores is re-hashed from the stored document (§7.1): the canonical JSON
+    must read back to the same value, doubles must stay doubles, and -0.0 never appears."""
+    config, prices, dates = job
+    result = simulate(config, prices, dates)
+    assert [e.message for e in result_validator().iter_errors(result)] == []
+    canonical = canonical_json(result)
+    again = json.loads(canonical)
+    assert again == result and result_sha256(again) == result_sha256(result)
+    for path, number in doubles(result):
+        if path.endswith(INTEGER_FIELDS) or path.endswith("durationDays"):
+            assert type(number) is int, path
+        else:
+            assert type(number) is float, path
+            assert math.copysign(1.0, number) == 1.0 or number != 0.0, f"{path} is -0.0"
+    assert simulate(config, prices, dates) == result, "the same input, the same result"
+
+
+LONG_PATHS = settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@LONG_PATHS
+@given(st.integers(4900, 5000), st.integers(0, 2**32))
+def test_paths_up_to_the_5000_point_limit_keep_every_invariant(count: int, seed: int) -> None:
+    """Drawn from a seed, not from hypothesis' own data: 5000 draws would exhaust it."""
+    walk = random.Random(seed)
+    prices = [100.0]
+    while len(prices) < count:
+        prices.append(max(0.01, round(prices[-1] * (1.0 + walk.gauss(0.0, 0.02)), 2)))
+    config = SimConfig(
+        starting_capital=50_000.0,
+        max_cycles=1000,
+        strategy_id="wheel",
+        label=None,
+        symbol="LONG",
+        start_date="2000-01-01",
+        end_date="2030-12-31",
+        data_source="inline",
+    )
+    dates = synthetic_dates(datetime.date(2000, 1, 1), count)
+    trace = simulate_trace(config, prices)
+    result = simulate(config, prices, dates)
+    assert len(result["equityCurve"]) == count
+    assert all(cash >= 0.0 for cash in trace.cash)
+    assert result["cyclesCompleted"] == len(result["cycles"]) <= 1000
+    covered = [
+        i for s in result["regimeSegments"] for i in range(s["startIndex"], s["endIndex"] + 1)
+    ]
+    assert covered == list(range(10, count))
+    assert len(canonical_json(result)) < 1_000_000  # far below RESULT_TOO_LARGE at the limit
