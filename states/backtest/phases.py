@@ -45,8 +45,9 @@ class Simulated:
 
 @dataclass(frozen=True)
 class Found:
-    """A `backtestResults/{jobId}` document already there: by the probe, or by a create that
-    met AlreadyExists. `created_by_us` is never assumed: reuse decides on its content."""
+    """A `backtestResults/{jobId}` document already there, found by the probe or by a create
+    that met AlreadyExists (perhaps our own earlier try): whose it is, reuse decides from its
+    content, never from how it was found."""
 
     data: JsonObject
     after_create: bool

@@ -28,5 +28,6 @@ def enter(unit: JobUnit, found: Found) -> Next:
     sha = sha if isinstance(sha, str) else None
     if not unit.owned:  # split brain: an earlier invocation wrote it but did not finalize
         unit.log.info("job_recovered", resultSha256=sha)
-    unit.log.info("result_write_finished", outcome="reused", resultSha256=sha)
+    found_by = "create" if found.after_create else "probe"
+    unit.log.info("result_write_finished", outcome="reused", resultSha256=sha, foundBy=found_by)
     return "reused", Stored(sha, "reused")
