@@ -208,9 +208,15 @@ def test_any_cloud_event(firestore, gcs, event_type, subject, body):
 # --- hostile model output -----------------------------------------------------------------------
 
 STRICT_SCHEMA_ID = "llm_schema_1M_report_v90_0"
+# Drawn keys start with an invisible separator (U+2063), which nothing the worker logs or stores
+# contains: hypothesis also draws string literals of the code base (and mutations of them, such
+# as "OHLCV_EX" of "OHLCV_EXPORT"), and such a key is found in the logs without any leak.
+KEY_MARK = "\u2063"
 hostile_keys = st.one_of(
-    st.text(min_size=8, max_size=40),
-    st.text(alphabet=st.characters(codec="utf-8"), min_size=8, max_size=12).map(lambda k: k * 40),
+    st.text(min_size=8, max_size=40).map(lambda k: KEY_MARK + k),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=8, max_size=12).map(
+        lambda k: KEY_MARK + k * 40
+    ),
     st.sampled_from(["summary.markdown", "$ref", "<key>", "details", "a" * 5000]),
 )
 
