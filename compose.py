@@ -125,7 +125,9 @@ def _chart_ports(
         return overrides[name] if name in overrides else make()
 
     api, usage, needs_account, recorded = _chart_modes(config, made)
-    extras = {name: overrides[name] for name in ("template_cache", "book") if name in overrides}
+    extras = {
+        name: overrides[name] for name in ("template_cache", "book", "sleep") if name in overrides
+    }
     return ChartPorts(
         store=made("store", lambda: FirestoreDocumentStore(project, database, journal=journal)),
         blobs=made("blobs", lambda: GcsBlobStore(project)),

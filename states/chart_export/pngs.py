@@ -9,7 +9,6 @@ left: the images are paid for.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from engine.errors import StoreUnavailable
@@ -54,5 +53,5 @@ def create(unit: ChartUnit, uri: str, data: bytes, content_type: str) -> bool:
         except StoreUnavailable:
             if pause is None:
                 raise
-            time.sleep(pause)
+            unit.ports.sleep(pause)
     raise AssertionError("unreachable")

@@ -10,6 +10,7 @@ the pacing of attempts) lives in plain objects carried by the ports, so each run
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -65,5 +66,8 @@ class ChartPorts:
     needs_account: Callable[[ChartRequest], bool] = always
     # Fixture files recorded since the last call (record mode), for `chart_api_fixture_recorded`.
     recorded: Callable[[], list[str]] = no_recordings
+    # Every wait of the states (backoff, cool-down, spacing, write retries) goes through here, so
+    # the in-memory suite runs them in no time and can still see what was waited for.
+    sleep: Callable[[float], None] = time.sleep
     template_cache: TemplateCache = field(default_factory=TemplateCache)
     book: AccountBook = field(default_factory=AccountBook)

@@ -187,7 +187,7 @@ def attempts(
         # Spacing protects an account's rate limit; an answer without one (mock) needs none.
         pause = unit.ports.book.take_slot(account.id, spacing_s) if account else 0.0
         if pause > 0:
-            time.sleep(pause)
+            unit.ports.sleep(pause)
         attempt = call(unit, result, progress, account)
         rotation += 1
         ended = after(unit, run, result, progress, account, attempt)
@@ -225,7 +225,7 @@ def wait(
             reason=reason,
             accountId=key,
         )
-        time.sleep(delay)
+        unit.ports.sleep(delay)
     progress.backoff_s = 0.0
     return True
 
