@@ -244,7 +244,9 @@ def reserve(
     book = unit.ports.book
     now = unit.now()
     accounts = unit.config.accounts
-    skipped = run.banned | {a.id for a in accounts if book.exhausted(a.id, now)}
+    exhausted_ids = {a.id for a in accounts if book.exhausted(a.id, now)}
+    rate_limited = bool(run.banned - exhausted_ids)  # out for this invocation, not the day
+    skipped = run.banned | exhausted_ids
     cooling = {a.id for a in accounts if book.cooling(a.id) > 0}
     contended = unavailable = False
     usage = unit.ports.usage
@@ -279,6 +281,8 @@ def reserve(
         progress.last = RequestError(
             ErrorCode.FIRESTORE_UNAVAILABLE, "usage counters could not be read or written"
         )
+    elif rate_limited and progress.last is not None:
+        pass  # an account asked for a longer pause than allowed: the last answer stands
     elif contended:
         progress.last = RequestError(
             ErrorCode.CHART_API_FAILED,

@@ -182,6 +182,7 @@ class Setup:
     env: dict[str, str] = field(default_factory=environ)
     scan_lease: float | None = None
     clock: FakeClock | None = None
+    ports: dict[str, Any] = field(default_factory=dict)  # more port overrides
 
 
 def run(setup: Setup | None = None, **kwargs: Any) -> Result:
@@ -193,7 +194,7 @@ def run(setup: Setup | None = None, **kwargs: Any) -> Result:
     units: list[Unit[Any, Any, Any]] = []
     sleeps: list[float] = []
     sink = io.StringIO()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(setup.ports)
     if setup.clock is not None:
         extra["monotonic"] = setup.clock.monotonic
     runner = compose.build(
