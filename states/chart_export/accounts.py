@@ -50,7 +50,7 @@ class AccountBook:
         self._monotonic = monotonic
         self._exhausted: dict[str, date] = {}
         self._cool_until: dict[str | None, float] = {}
-        self._next_start: dict[str | None, float] = {}
+        self._next_start: dict[str, float] = {}
 
     # --- exhausted for the UTC day
 
@@ -76,19 +76,19 @@ class AccountBook:
 
     # --- per-account spacing of attempt starts (§9)
 
-    def spacing(self, account_id: str | None, interval_s: float) -> float:
-        """Seconds until the account may start another attempt, without taking the slot."""
-        with self._lock:
-            return max(0.0, self._next_start.get(account_id, 0.0) - self._monotonic())
-
-    def take_slot(self, account_id: str | None, interval_s: float) -> float:
-        """Takes the account's next start slot; returns how long to wait for it. Slots are
-        handed out under the lock, so concurrent requests never start within `interval_s`."""
+    def claim(self, account_ids: Sequence[str], interval_s: float) -> tuple[str, float]:
+        """Takes a start slot on the first of `account_ids` that is free now, else on the one
+        free soonest (ties: the earlier in the list); returns it and how long to wait for the
+        slot. Under the lock, so concurrent requests never start within `interval_s` on one
+        account, and spread over free accounts rather than queueing behind one."""
+        assert account_ids, "claim needs a candidate"
         with self._lock:
             now = self._monotonic()
-            start = max(now, self._next_start.get(account_id, 0.0))
-            self._next_start[account_id] = start + interval_s
-            return start - now
+            waits = [max(0.0, self._next_start.get(i, 0.0) - now) for i in account_ids]
+            best = min(range(len(account_ids)), key=lambda index: (waits[index], index))
+            chosen = account_ids[best]
+            self._next_start[chosen] = now + waits[best] + interval_s
+            return chosen, waits[best]
 
 
 def _utc_day(now: datetime) -> date:

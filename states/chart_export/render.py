@@ -167,7 +167,6 @@ def attempts(
     assert request is not None
     accounts = config.accounts
     start = start_index(unit.doc_id, step_id(unit), result.template_id, len(accounts) or 1)
-    spacing_s = 1.0 / config.requests_per_second
     rotation = 0
     while progress.counted < config.max_attempts_per_request:
         first = not progress.attempts
@@ -175,19 +174,14 @@ def attempts(
             return None
         account: Account | None = None
         if unit.ports.needs_account(request):
-            chosen = reserve(unit, run, result, progress, start, rotation, spacing_s)
-            if chosen is None:
+            account = reserve(unit, run, result, progress, start, rotation)
+            if account is None:
                 run.withdraw(first)
                 return None
-            account = chosen
             run.used(account.id)
-        elif not wait(unit, result, progress, None, spacing_s):
+        elif not wait(unit, result, progress, None, 0.0):  # no account, no spacing (mock)
             run.withdraw(first)
             return None
-        # Spacing protects an account's rate limit; an answer without one (mock) needs none.
-        pause = unit.ports.book.take_slot(account.id, spacing_s) if account else 0.0
-        if pause > 0:
-            unit.ports.sleep(pause)
         attempt = call(unit, result, progress, account)
         rotation += 1
         ended = after(unit, run, result, progress, account, attempt)
@@ -200,15 +194,15 @@ def wait(
     unit: ChartUnit,
     result: RequestResult,
     progress: Progress,
-    account: Account | None,
-    spacing_s: float,
+    account_id: str | None,
+    slot_s: float,
 ) -> bool:
-    """Waits what the next attempt on `account` must wait (backoff, cool-down), after checking
-    the time budget covers it and an attempt; False (nothing waited) when it does not."""
+    """Waits what the next attempt on the account must wait — the backoff, its cool-down, its
+    start slot — after checking the time left before the finalize budget covers that and an
+    attempt (§8); False (nothing waited) when it does not."""
     book = unit.ports.book
-    key = account.id if account else None
-    delay = max(progress.backoff_s, book.cooling(key))
-    pending = delay + book.spacing(key, spacing_s)
+    delay = max(progress.backoff_s, book.cooling(account_id))
+    pending = max(delay, slot_s)
     floor = min(FIRST_ATTEMPT_FLOOR_S, unit.config.timeout_s)
     if unit.budget.spendable() < pending + floor:
         if not progress.attempts:
@@ -217,15 +211,16 @@ def wait(
             )
         return False
     if delay > 0:
-        reason = "cool_down" if book.cooling(key) >= progress.backoff_s else "backoff"
+        reason = "cool_down" if book.cooling(account_id) >= progress.backoff_s else "backoff"
         unit.log.info(
             "chart_api_backoff",
             chartTemplateId=result.template_id,
             delaySeconds=round(delay, 3),
             reason=reason,
-            accountId=key,
+            accountId=account_id,
         )
-        unit.ports.sleep(delay)
+    if pending > 0:
+        unit.ports.sleep(pending)
     progress.backoff_s = 0.0
     return True
 
@@ -237,10 +232,13 @@ def reserve(
     progress: Progress,
     start: int,
     rotation: int,
-    spacing_s: float,
 ) -> Account | None:
     """§7: the first candidate whose reservation commits, or None with `progress.last` saying
-    why no account could be reserved (or the time budget refused the wait)."""
+    why no account could be reserved (or the time budget refused the wait).
+
+    Candidates are tried in the request's rotated order, cool-down last; among those not cooling,
+    the one whose next start slot comes first is taken (§9 spacing), so concurrent requests of a
+    step spread over free accounts instead of queueing behind one."""
     book = unit.ports.book
     now = unit.now()
     accounts = unit.config.accounts
@@ -248,10 +246,17 @@ def reserve(
     rate_limited = bool(run.banned - exhausted_ids)  # out for this invocation, not the day
     skipped = run.banned | exhausted_ids
     cooling = {a.id for a in accounts if book.cooling(a.id) > 0}
+    order = candidates(accounts, start, rotation, skipped, cooling)
+    by_id = {a.id: a for a in order}
     contended = unavailable = False
     usage = unit.ports.usage
-    for account in candidates(accounts, start, rotation, skipped, cooling):
-        if not wait(unit, result, progress, account, spacing_s):
+    spacing_s = 1.0 / unit.config.requests_per_second
+    while order:
+        warm = [a.id for a in order if a.id not in cooling]
+        chosen, slot_s = book.claim(warm or [a.id for a in order], spacing_s)
+        account = by_id[chosen]
+        order = [a for a in order if a.id != chosen]
+        if not wait(unit, result, progress, account.id, slot_s):
             return None
         if usage is None:
             return account  # nothing to count: an unmetered account (never in real mode)

@@ -415,11 +415,32 @@ def test_requests_run_concurrently_within_the_bound_and_results_keep_request_ord
 def test_per_account_attempt_starts_are_spaced_one_over_rps():
     clock = [0.0]
     book = AccountBook(monotonic=lambda: clock[0])
-    waits = [book.take_slot("acc-1", 0.5) for _ in range(3)]
-    assert waits == [0.0, 0.5, 1.0]
-    assert book.take_slot("acc-2", 0.5) == 0.0
+    assert [book.claim(["acc-1"], 0.5) for _ in range(3)] == [
+        ("acc-1", 0.0),
+        ("acc-1", 0.5),
+        ("acc-1", 1.0),
+    ]
+    # a free account is preferred to one whose next slot is later, whatever the order
+    assert book.claim(["acc-1", "acc-2"], 0.5) == ("acc-2", 0.0)
+    assert book.claim(["acc-2", "acc-1"], 0.5) == ("acc-2", 0.5)  # both busy: soonest first
     clock[0] = 5.0
-    assert book.take_slot("acc-1", 0.5) == 0.0
+    assert book.claim(["acc-1", "acc-2"], 0.5) == ("acc-1", 0.0)
+
+
+def test_concurrent_requests_spread_over_free_accounts():
+    four = [{"id": f"acc-{i}", "apiKey": f"test-only-key-{i}"} for i in range(4)]
+    env = environ(CHART_IMG_PLAN="BASIC", CHART_IMG_ACCOUNTS_JSON=json.dumps(four))
+    api = Slow()
+    result = run(api=api, env=env, store=store(requests=(MA, RSI, MACD, PSAR), min_images=4))
+    assert result.step["status"] == "SUCCEEDED"
+    assert all(s < 0.5 for s in result.sleeps)  # no request waited for a busy account's slot
+    assert sorted(c[1] or "" for c in api.calls) == [a["id"] for a in four]
+    two = run(
+        api=Slow(),
+        env=environ(CHART_IMG_PLAN="BASIC"),
+        store=store(requests=(MA, RSI, MACD, PSAR), min_images=4),
+    )
+    assert sum(s > 0.5 for s in two.sleeps) == 2  # two accounts: two requests wait a slot
 
 
 # --- §10 artifacts and §12 reuse -----------------------------------------------------------------
