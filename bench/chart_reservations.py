@@ -66,7 +66,9 @@ def uncontended(db: Any, reservations: int, warm_up: int = 20) -> None:
 def race(racers: int, limit: int) -> tuple[list[Reservation], list[float], float, int]:
     """One race on a missing document: results, per-racer latency, wall time, reads."""
     clients = [firestore.Client(project=PROJECT) for _ in range(racers)]
-    stores = [CountingStore(c, COLLECTION, limit, PLAN_MAX) for c in clients]
+    stores = [
+        CountingStore(None, "(default)", COLLECTION, limit, PLAN_MAX, given=c) for c in clients
+    ]
     for c in clients:  # connect first, so the race is not staggered by channel setup
         c.collection(COLLECTION).document("warm-up").get()
     now = datetime.now(UTC)
