@@ -1,24 +1,19 @@
 #!/usr/bin/env bash
-# Deploys worker_llm_client as a Cloud Functions gen2 CloudEvent function triggered by Firestore
-# `updated` events on flow_runs/{runId} (SPEC §15), its stale-step recovery as an authenticated
-# HTTP function called by Cloud Scheduler every 10 minutes (COMMON.md §2), and the
-# least-privilege IAM bindings both need.
+# Deploys one TDA worker (--worker; default llm-client): its Cloud Functions gen2 CloudEvent
+# function on its Firestore trigger, its stale-work recovery as an authenticated HTTP function
+# called by Cloud Scheduler every 10 minutes (COMMON.md §2), and the least-privilege IAM
+# bindings both need. What differs between workers lives in deploy/workers/<worker>.sh.
 #
 # The script only ever handles secret *names*; key material stays in Secret Manager.
-# Run `deploy/deploy.sh --help` for the variables and flags.
+# Run `deploy/deploy.sh --help` (with --worker) for the variables and flags.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 
-ENTRY_POINT="on_flow_run_updated"
-RECOVERY_ENTRY_POINT="recover_stale_steps"
 RECOVERY_SCHEDULE="*/10 * * * *"
-DEFAULT_MEMORY="512Mi" # bench/memory.py: 188 MB peak RSS for the worst accepted step
 ENTRY_FILE="entry.py"
 RUNTIME="python312"
-INVOCATION_TIMEOUT_SECONDS=780
-EVENT_TYPE="google.cloud.firestore.document.v1.updated"
 # Runtime code only: no tests, devstack, tools, examples or docs go up.
 RUNTIME_PATHS=("$ENTRY_FILE" compose.py engine states adapters wheelsim)
 
@@ -28,17 +23,61 @@ SCRIPT_NAME=deploy.sh
 source "$SCRIPT_DIR/common.sh" # EXIT_FAILED=1 a command failed, EXIT_USAGE=2, EXIT_NOT_CONFIRMED=4
 EXIT_LOCATION=3 # Firestore location and REGION do not line up
 
-usage() {
-  cat <<'EOF'
-Usage: deploy/deploy.sh [flags]
+warn() {
+  printf '%s: warning: %s\n' "$SCRIPT_NAME" "$*" >&2
+}
 
-Deploys worker_llm_client (Cloud Functions gen2, Python 3.12, entry point on_flow_run_updated)
-with an Eventarc trigger on google.cloud.firestore.document.v1.updated for flow_runs/{runId};
-its stale-step recovery recover_stale_steps as an authenticated HTTP function (FUNCTION_NAME-
-recover) with a Cloud Scheduler job calling it every 10 minutes (OIDC); and the least-privilege
-IAM bindings they need. No retry policy is set: work an invocation leaves unfinished is finished
-by the recovery. First deploy and update are the same command. The full plan (every gcloud
-command) is printed first; nothing changes until you confirm.
+is_secret_name() {
+  [[ "$1" =~ ^[A-Za-z0-9_-]{1,255}$ ]]
+}
+
+bucket_name() {
+  local bucket="${1#gs://}"
+  printf '%s' "${bucket%/}"
+}
+
+is_bucket_name() {
+  [[ "$1" =~ ^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$ ]]
+}
+
+is_seconds() {
+  [[ "$1" =~ ^[0-9]+([.][0-9]+)?$ ]]
+}
+
+# --- the worker ---------------------------------------------------------------------------------
+
+known_workers() {
+  local profile names=()
+  for profile in "$SCRIPT_DIR"/workers/*.sh; do
+    names+=("$(basename "$profile" .sh)")
+  done
+  printf '%s' "${names[*]}"
+}
+
+WORKER="${WORKER:-llm-client}"
+ARGS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --worker) need_value "$@"; WORKER="$2"; shift 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+[[ "$WORKER" =~ ^[a-z][a-z-]*$ && -f "$SCRIPT_DIR/workers/$WORKER.sh" ]] \
+  || die "$EXIT_USAGE" "unknown worker '$WORKER' (one of: $(known_workers))"
+# shellcheck source=deploy/workers/llm-client.sh
+source "$SCRIPT_DIR/workers/$WORKER.sh"
+set -- ${ARGS[@]+"${ARGS[@]}"}
+
+usage() {
+  cat <<EOF
+Usage: deploy/deploy.sh [--worker NAME] [flags]
+
+Deploys the worker NAME (default llm-client; one of: $(known_workers)): its Cloud Functions
+gen2 function with its Eventarc Firestore trigger; its stale-work recovery as an authenticated HTTP function
+(FUNCTION_NAME-recover) with a Cloud Scheduler job calling it every 10 minutes (OIDC); and the
+least-privilege IAM bindings they need. No retry policy is set: work an invocation leaves
+unfinished is finished by the recovery. First deploy and update are the same command. The full
+plan (every gcloud command) is printed first; nothing changes until you confirm.
 
 Every setting is an environment variable; the flags override them.
 
@@ -48,36 +87,31 @@ Required:
   RUNTIME_SA           --runtime-sa EMAIL      service account the functions run as
   TRIGGER_SA           --trigger-sa EMAIL      Eventarc trigger identity; its own account,
                                                not RUNTIME_SA (it may only receive and invoke)
-  ARTIFACTS_BUCKET     --bucket NAME           bucket for report artifacts (name or gs://name)
-  and exactly one Gemini key source (secret NAMES only, never key material):
-  GEMINI_SECRET        --gemini-secret NAME    secret holding one AI Studio key
-                                               -> GEMINI_API_KEY
-  GEMINI_KEYS_SECRET   --gemini-keys-secret NAME
-                                               secret holding {"<keyId>": "<key>", ...}
-                                               -> GEMINI_API_KEYS_JSON (key rotation)
-  GEMINI_API_KEY_ID    --gemini-key-id ID      active key id (required with GEMINI_KEYS_SECRET)
 
 Optional:
   FIRESTORE_DATABASE   --database ID           Firestore database (default: (default))
   SCHEDULER_SA         --scheduler-sa EMAIL    identity of the Cloud Scheduler job calling the
                                                recovery function (default: TRIGGER_SA)
-  ARTIFACTS_PREFIX     --prefix PREFIX         object prefix inside ARTIFACTS_BUCKET
-  GEMINI_ALLOWED_MODELS --allowed-models LIST  comma-separated model allowlist
   ENV                  --env NAME              environment label written on every log line
   LOG_LEVEL            --log-level LEVEL       DEBUG|INFO|WARNING|ERROR
   FUNCTION_NAME        --function-name NAME    function and Cloud Run service name
-                                               (default: worker-llm-client)
-  GEMINI_SECRET_VERSION                        secret version to mount (default: latest)
-  FINALIZE_BUDGET_SECONDS, GEMINI_TIMEOUT_SECONDS,
-  FLOW_RUNS_COLLECTION, LLM_PROMPTS_COLLECTION, LLM_SCHEMAS_COLLECTION
-                                               passed to the function when set (SPEC §14);
-                                               FLOW_RUNS_COLLECTION also sets the trigger path
-  MEMORY, CPU                                  --memory/--cpu of the functions (MEMORY default
-                                               512Mi, sized by bench/memory.py; CPU only when set)
+                                               (default: $DEFAULT_FUNCTION_NAME)
+  EVENT_TYPE           --event-type TYPE       the trigger's Firestore event type
+                                               (default: $DEFAULT_EVENT_TYPE)
+  FINALIZE_BUDGET_SECONDS, $COLLECTION_VARIABLE
+                                               passed to the function when set; the collection
+                                               also sets the trigger path
+  MEMORY, CPU, MAX_INSTANCES                   --memory/--cpu/--max-instances of the function
+                                               (MEMORY default $DEFAULT_MEMORY)
   BUILD_SA                                     service account email for the Cloud Build step
                                                (--build-service-account; not passed unless set)
 
+EOF
+  profile_usage
+  cat <<'EOF'
+
 Flags:
+  --worker NAME           the worker to deploy (default llm-client)
   --trigger-location LOC  Eventarc trigger location. Only needed when the Firestore database is
                           in a multi-region (nam5, eur3, ...): the trigger must then sit in the
                           multi-region while the function runs in REGION. Defaults to REGION.
@@ -88,10 +122,6 @@ Flags:
 Exit codes: 0 done (or dry run), 1 a command failed, 2 usage or configuration error,
             3 Firestore location / REGION mismatch, 4 not confirmed.
 EOF
-}
-
-warn() {
-  printf '%s: warning: %s\n' "$SCRIPT_NAME" "$*" >&2
 }
 
 # --- configuration ------------------------------------------------------------------------------
@@ -108,20 +138,19 @@ while [[ $# -gt 0 ]]; do
     --runtime-sa) need_value "$@"; RUNTIME_SA="$2"; shift 2 ;;
     --trigger-sa) need_value "$@"; TRIGGER_SA="$2"; shift 2 ;;
     --scheduler-sa) need_value "$@"; SCHEDULER_SA="$2"; shift 2 ;;
-    --bucket) need_value "$@"; ARTIFACTS_BUCKET="$2"; shift 2 ;;
-    --prefix) need_value "$@"; ARTIFACTS_PREFIX="$2"; shift 2 ;;
-    --gemini-secret) need_value "$@"; GEMINI_SECRET="$2"; shift 2 ;;
-    --gemini-keys-secret) need_value "$@"; GEMINI_KEYS_SECRET="$2"; shift 2 ;;
-    --gemini-key-id) need_value "$@"; GEMINI_API_KEY_ID="$2"; shift 2 ;;
-    --allowed-models) need_value "$@"; GEMINI_ALLOWED_MODELS="$2"; shift 2 ;;
     --env) need_value "$@"; ENV="$2"; shift 2 ;;
     --log-level) need_value "$@"; LOG_LEVEL="$2"; shift 2 ;;
     --function-name) need_value "$@"; FUNCTION_NAME="$2"; shift 2 ;;
+    --event-type) need_value "$@"; EVENT_TYPE="$2"; shift 2 ;;
     --trigger-location) need_value "$@"; TRIGGER_LOCATION_FLAG="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -y | --yes) ASSUME_YES=1; shift ;;
     -h | --help) usage; exit 0 ;;
-    *) die "$EXIT_USAGE" "unknown argument: $1 (see --help)" ;;
+    *)
+      PROFILE_SHIFT=0
+      profile_flag "$@" || die "$EXIT_USAGE" "unknown argument: $1 (see --help)"
+      shift "$PROFILE_SHIFT"
+      ;;
   esac
 done
 
@@ -131,59 +160,30 @@ FIRESTORE_DATABASE="${FIRESTORE_DATABASE:-(default)}"
 RUNTIME_SA="${RUNTIME_SA:-}"
 TRIGGER_SA="${TRIGGER_SA:-}"
 SCHEDULER_SA="${SCHEDULER_SA:-$TRIGGER_SA}"
-ARTIFACTS_BUCKET="${ARTIFACTS_BUCKET:-}"
-ARTIFACTS_PREFIX="${ARTIFACTS_PREFIX:-}"
-GEMINI_SECRET="${GEMINI_SECRET:-}"
-GEMINI_KEYS_SECRET="${GEMINI_KEYS_SECRET:-}"
-GEMINI_API_KEY_ID="${GEMINI_API_KEY_ID:-}"
-GEMINI_SECRET_VERSION="${GEMINI_SECRET_VERSION:-latest}"
-GEMINI_ALLOWED_MODELS="${GEMINI_ALLOWED_MODELS:-}"
 ENV="${ENV:-}"
 LOG_LEVEL="${LOG_LEVEL:-}"
-FUNCTION_NAME="${FUNCTION_NAME:-worker-llm-client}"
+FUNCTION_NAME="${FUNCTION_NAME:-$DEFAULT_FUNCTION_NAME}"
+EVENT_TYPE="${EVENT_TYPE:-$DEFAULT_EVENT_TYPE}"
 FINALIZE_BUDGET_SECONDS="${FINALIZE_BUDGET_SECONDS:-}"
-GEMINI_TIMEOUT_SECONDS="${GEMINI_TIMEOUT_SECONDS:-}"
-FLOW_RUNS_COLLECTION="${FLOW_RUNS_COLLECTION:-}"
-LLM_PROMPTS_COLLECTION="${LLM_PROMPTS_COLLECTION:-}"
-LLM_SCHEMAS_COLLECTION="${LLM_SCHEMAS_COLLECTION:-}"
+COLLECTION_SETTING="${!COLLECTION_VARIABLE:-}"
 MEMORY="${MEMORY:-$DEFAULT_MEMORY}"
 CPU="${CPU:-}"
+MAX_INSTANCES="${MAX_INSTANCES:-$DEFAULT_MAX_INSTANCES}"
 BUILD_SA="${BUILD_SA:-}"
+profile_defaults
 
 validate() {
   local missing=() problems=() name
-  for name in PROJECT REGION RUNTIME_SA TRIGGER_SA ARTIFACTS_BUCKET; do
+  for name in PROJECT REGION RUNTIME_SA TRIGGER_SA; do
     [[ -n "${!name}" ]] || missing+=("$name")
   done
-  if [[ -z "$GEMINI_SECRET" && -z "$GEMINI_KEYS_SECRET" ]]; then
-    missing+=("GEMINI_SECRET (or GEMINI_KEYS_SECRET + GEMINI_API_KEY_ID)")
-  fi
-  if [[ -n "$GEMINI_KEYS_SECRET" && -z "$GEMINI_API_KEY_ID" ]]; then
-    missing+=("GEMINI_API_KEY_ID (required with GEMINI_KEYS_SECRET)")
-  fi
+  profile_validate
   if [[ ${#missing[@]} -gt 0 ]]; then
     local joined
     joined="$(printf '%s, ' "${missing[@]}")"
     die "$EXIT_USAGE" "missing required variable(s): ${joined%, } (environment or flags, see --help)"
   fi
 
-  if [[ -n "$GEMINI_SECRET" && -n "$GEMINI_KEYS_SECRET" ]]; then
-    problems+=("set either GEMINI_SECRET or GEMINI_KEYS_SECRET, not both")
-  fi
-  if [[ -n "$GEMINI_API_KEY_ID" && -z "$GEMINI_KEYS_SECRET" ]]; then
-    problems+=("GEMINI_API_KEY_ID only applies with GEMINI_KEYS_SECRET")
-  fi
-  for name in GEMINI_SECRET GEMINI_KEYS_SECRET; do
-    if [[ -n "${!name}" && ! "${!name}" =~ ^[A-Za-z0-9_-]{1,255}$ ]]; then
-      problems+=("$name must be a secret name (letters, digits, _ and -), not a path or a key")
-    fi
-  done
-  if [[ ! "$GEMINI_SECRET_VERSION" =~ ^(latest|[1-9][0-9]*)$ ]]; then
-    problems+=("GEMINI_SECRET_VERSION must be 'latest' or a version number")
-  fi
-  if [[ -n "$GEMINI_API_KEY_ID" && ! "$GEMINI_API_KEY_ID" =~ ^[A-Za-z0-9_.:-]{1,64}$ ]]; then
-    problems+=("GEMINI_API_KEY_ID must be a short key id (letters, digits, _ . : -)")
-  fi
   if [[ ! "$PROJECT" =~ ^[a-z][a-z0-9:.-]{4,}[a-z0-9]$ ]]; then
     problems+=("PROJECT must be a project id")
   fi
@@ -198,42 +198,33 @@ validate() {
       problems+=("$name must be a service account email")
     fi
   done
-  ARTIFACTS_BUCKET="${ARTIFACTS_BUCKET#gs://}"
-  ARTIFACTS_BUCKET="${ARTIFACTS_BUCKET%/}"
-  if [[ ! "$ARTIFACTS_BUCKET" =~ ^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$ ]]; then
-    problems+=("ARTIFACTS_BUCKET must be a bucket name")
-  fi
   if [[ ! "$FUNCTION_NAME" =~ ^[a-z]([a-z0-9-]{0,53}[a-z0-9])?$ ]]; then
     problems+=("FUNCTION_NAME must be lowercase letters, digits and -, at most 55 characters (it and FUNCTION_NAME-recover name Cloud Run services)")
+  fi
+  if [[ ! "$EVENT_TYPE" =~ ^google[.]cloud[.]firestore[.]document[.]v1[.](created|updated|written)([.]withAuthContext)?$ ]]; then
+    problems+=("EVENT_TYPE must be a Firestore document event type (created, updated or written)")
   fi
   if [[ -n "$LOG_LEVEL" && ! "$LOG_LEVEL" =~ ^(DEBUG|INFO|WARNING|ERROR)$ ]]; then
     problems+=("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
   fi
-  for name in FINALIZE_BUDGET_SECONDS GEMINI_TIMEOUT_SECONDS; do
-    if [[ -n "${!name}" && ! "${!name}" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
-      problems+=("$name must be a number of seconds")
-    fi
-  done
+  if [[ -n "$FINALIZE_BUDGET_SECONDS" ]] && ! is_seconds "$FINALIZE_BUDGET_SECONDS"; then
+    problems+=("FINALIZE_BUDGET_SECONDS must be a number of seconds")
+  fi
   if [[ "$FINALIZE_BUDGET_SECONDS" =~ ^([0-9]+) ]] \
     && ((10#${BASH_REMATCH[1]} >= INVOCATION_TIMEOUT_SECONDS)); then
     problems+=("FINALIZE_BUDGET_SECONDS must be smaller than $INVOCATION_TIMEOUT_SECONDS")
   fi
-  for name in FLOW_RUNS_COLLECTION LLM_PROMPTS_COLLECTION LLM_SCHEMAS_COLLECTION; do
-    if [[ "${!name}" == */* ]]; then
-      problems+=("$name must not contain '/'")
-    fi
-  done
+  if [[ "$COLLECTION_SETTING" == */* ]]; then
+    problems+=("$COLLECTION_VARIABLE must not contain '/'")
+  fi
   if [[ -n "$CPU" && -z "$MEMORY" ]]; then
     problems+=("CPU needs MEMORY as well (gcloud accepts --cpu only with --memory)")
   fi
-  for name in ARTIFACTS_PREFIX GEMINI_ALLOWED_MODELS ENV; do
-    if [[ "${!name}" == *$'\n'* ]]; then
-      problems+=("$name must be a single line")
-    fi
-  done
-  if [[ -n "${GEMINI_API_KEY:-}" || -n "${GEMINI_API_KEYS_JSON:-}" ]]; then
-    warn "a Gemini key variable is set in this shell; it is ignored (the function reads keys" \
-      "from Secret Manager only). Consider unsetting it."
+  if [[ -n "$MAX_INSTANCES" && ! "$MAX_INSTANCES" =~ ^[1-9][0-9]*$ ]]; then
+    problems+=("MAX_INSTANCES must be a positive whole number")
+  fi
+  if [[ "$ENV" == *$'\n'* ]]; then
+    problems+=("ENV must be a single line")
   fi
   if [[ ${#problems[@]} -gt 0 ]]; then
     printf 'deploy.sh: error: %s\n' "${problems[@]}" >&2
@@ -329,7 +320,7 @@ fi
 
 # --- staging ------------------------------------------------------------------------------------
 
-WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/worker-llm-client-deploy.XXXXXX")"
+WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/$FUNCTION_NAME-deploy.XXXXXX")"
 cleanup_work_dir() {
   rm -rf -- "$WORK_DIR"
 }
@@ -390,31 +381,23 @@ write_env_vars_file() {
   env_entry GCP_PROJECT "$PROJECT"
   env_entry GCP_REGION "$REGION"
   env_entry FIRESTORE_DATABASE "$FIRESTORE_DATABASE"
-  env_entry ARTIFACTS_BUCKET "$ARTIFACTS_BUCKET"
-  env_entry ARTIFACTS_PREFIX "$ARTIFACTS_PREFIX"
-  env_entry GEMINI_ALLOWED_MODELS "$GEMINI_ALLOWED_MODELS"
   env_entry INVOCATION_TIMEOUT_SECONDS "$INVOCATION_TIMEOUT_SECONDS"
   env_entry FINALIZE_BUDGET_SECONDS "$FINALIZE_BUDGET_SECONDS"
-  env_entry GEMINI_TIMEOUT_SECONDS "$GEMINI_TIMEOUT_SECONDS"
-  env_entry GEMINI_API_KEY_ID "$GEMINI_API_KEY_ID"
   env_entry LOG_LEVEL "$LOG_LEVEL"
   env_entry ENV "$ENV"
-  env_entry FLOW_RUNS_COLLECTION "$FLOW_RUNS_COLLECTION"
-  env_entry LLM_PROMPTS_COLLECTION "$LLM_PROMPTS_COLLECTION"
-  env_entry LLM_SCHEMAS_COLLECTION "$LLM_SCHEMAS_COLLECTION"
+  env_entry "$COLLECTION_VARIABLE" "$COLLECTION_SETTING"
+  profile_env_vars
 }
 
 write_env_vars_file
 
-if [[ -n "$GEMINI_KEYS_SECRET" ]]; then
-  SECRET_NAME="$GEMINI_KEYS_SECRET"
-  SECRET_ENV="GEMINI_API_KEYS_JSON"
-else
-  SECRET_NAME="$GEMINI_SECRET"
-  SECRET_ENV="GEMINI_API_KEY"
-fi
-SECRET_REF="projects/$PROJECT/secrets/$SECRET_NAME:$GEMINI_SECRET_VERSION"
-COLLECTION="${FLOW_RUNS_COLLECTION:-flow_runs}"
+SECRET_NAME=""
+SECRET_ENV=""
+SECRET_REF=""
+profile_secret
+SECRETS=()
+[[ -z "$SECRET_REF" ]] || SECRETS=("--set-secrets=$SECRET_ENV=$SECRET_REF")
+COLLECTION="${COLLECTION_SETTING:-$DEFAULT_COLLECTION}"
 
 # --- the plan -----------------------------------------------------------------------------------
 
@@ -434,19 +417,7 @@ TRIGGER_MEMBER="serviceAccount:$TRIGGER_SA"
 plan "runtime SA: read/write Firestore documents (project level)" \
   gcloud projects add-iam-policy-binding "$PROJECT" "--member=$RUNTIME_MEMBER" \
   --role=roles/datastore.user --condition=None
-# Create and view only: the worker never deletes or overwrites (create-only writes), so it must
-# not be able to, whatever a bug asks for; objectAdmin would let it erase other runs' reports.
-plan "runtime SA: create objects in gs://$ARTIFACTS_BUCKET (never overwrite or delete)" \
-  gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
-  "--member=$RUNTIME_MEMBER" --role=roles/storage.objectCreator "--project=$PROJECT" \
-  --condition=None
-plan "runtime SA: read inputs and artifacts in gs://$ARTIFACTS_BUCKET" \
-  gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
-  "--member=$RUNTIME_MEMBER" --role=roles/storage.objectViewer "--project=$PROJECT" \
-  --condition=None
-plan "runtime SA: read the Gemini key secret '$SECRET_NAME' only" \
-  gcloud secrets add-iam-policy-binding "$SECRET_NAME" "--member=$RUNTIME_MEMBER" \
-  --role=roles/secretmanager.secretAccessor "--project=$PROJECT" --condition=None
+profile_plan_iam
 plan "trigger SA: receive Eventarc events (project level)" \
   gcloud projects add-iam-policy-binding "$PROJECT" "--member=$TRIGGER_MEMBER" \
   --role=roles/eventarc.eventReceiver --condition=None
@@ -454,13 +425,14 @@ plan "trigger SA: receive Eventarc events (project level)" \
 DEPLOY=(gcloud functions deploy "$FUNCTION_NAME" --gen2 "--project=$PROJECT" "--region=$REGION"
   "--runtime=$RUNTIME" "--source=$STAGE_DIR" "--entry-point=$ENTRY_POINT"
   "--service-account=$RUNTIME_SA" "--timeout=${INVOCATION_TIMEOUT_SECONDS}s" --concurrency=1
-  "--env-vars-file=$ENV_VARS_FILE" "--set-secrets=$SECRET_ENV=$SECRET_REF"
+  "--env-vars-file=$ENV_VARS_FILE" ${SECRETS[@]+"${SECRETS[@]}"}
   "--trigger-location=$TRIGGER_LOCATION"
   "--trigger-event-filters=type=$EVENT_TYPE"
   "--trigger-event-filters=database=$FIRESTORE_DATABASE"
-  "--trigger-event-filters-path-pattern=document=$COLLECTION/{runId}"
+  "--trigger-event-filters-path-pattern=document=$COLLECTION/$DOCUMENT_PARAMETER"
   "--trigger-service-account=$TRIGGER_SA")
 [[ -z "$MEMORY" ]] || DEPLOY+=("--memory=$MEMORY")
+[[ -z "$MAX_INSTANCES" ]] || DEPLOY+=("--max-instances=$MAX_INSTANCES")
 [[ -z "$CPU" ]] || DEPLOY+=("--cpu=$CPU")
 [[ -z "$BUILD_SA" ]] \
   || DEPLOY+=("--build-service-account=projects/$PROJECT/serviceAccounts/$BUILD_SA")
@@ -474,13 +446,13 @@ RECOVERY=(gcloud functions deploy "$RECOVERY_FUNCTION" --gen2 "--project=$PROJEC
   "--region=$REGION" "--runtime=$RUNTIME" "--source=$STAGE_DIR"
   "--entry-point=$RECOVERY_ENTRY_POINT" "--service-account=$RUNTIME_SA"
   "--timeout=${INVOCATION_TIMEOUT_SECONDS}s" --concurrency=1 --max-instances=1
-  "--env-vars-file=$ENV_VARS_FILE" "--set-secrets=$SECRET_ENV=$SECRET_REF"
+  "--env-vars-file=$ENV_VARS_FILE" ${SECRETS[@]+"${SECRETS[@]}"}
   --trigger-http --no-allow-unauthenticated)
 [[ -z "$MEMORY" ]] || RECOVERY+=("--memory=$MEMORY")
 [[ -z "$CPU" ]] || RECOVERY+=("--cpu=$CPU")
 [[ -z "$BUILD_SA" ]] \
   || RECOVERY+=("--build-service-account=projects/$PROJECT/serviceAccounts/$BUILD_SA")
-plan "deploy (create or update) the stale-step recovery as an authenticated HTTP function" \
+plan "deploy (create or update) the stale-work recovery as an authenticated HTTP function" \
   "${RECOVERY[@]}"
 
 SCHEDULER_MEMBER="serviceAccount:$SCHEDULER_SA"
@@ -492,20 +464,21 @@ plan "$JOB_VERB the Cloud Scheduler job calling the recovery every 10 minutes (O
   "--project=$PROJECT" "--schedule=$RECOVERY_SCHEDULE" --time-zone=Etc/UTC \
   "--uri=$RECOVERY_URL" --http-method=POST "--oidc-service-account-email=$SCHEDULER_SA" \
   "--oidc-token-audience=$RECOVERY_URL" --attempt-deadline=30m
+profile_plan_after
 
 print_plan() {
   local i file
   echo
-  echo "=== Deployment plan: $FUNCTION_NAME ==="
+  echo "=== Deployment plan: $FUNCTION_NAME ($WORKER_LABEL) ==="
   echo "project:            $PROJECT"
   echo "region:             $REGION"
   echo "firestore database: $FIRESTORE_DATABASE (location $DB_LOCATION)"
-  echo "trigger:            $EVENT_TYPE on $COLLECTION/{runId}, location $TRIGGER_LOCATION"
+  echo "trigger:            $EVENT_TYPE on $COLLECTION/$DOCUMENT_PARAMETER, location $TRIGGER_LOCATION"
   echo "runtime SA:         $RUNTIME_SA"
   echo "trigger SA:         $TRIGGER_SA"
   echo "recovery:           $RECOVERY_FUNCTION ($RECOVERY_URL), $RECOVERY_SCHEDULE by $RECOVERY_JOB"
   echo "scheduler SA:       $SCHEDULER_SA"
-  echo "Gemini key:         $SECRET_ENV <- secret $SECRET_REF"
+  profile_summary
   echo "function:           $FUNCTION_STATE"
   echo
   echo "Staged source ($STAGE_DIR):"
@@ -542,6 +515,6 @@ for i in "${!PLAN[@]}"; do
 done
 
 echo
-echo "Deployed $FUNCTION_NAME in $REGION (trigger $EVENT_TYPE on $COLLECTION/{runId})"
+echo "Deployed $FUNCTION_NAME in $REGION (trigger $EVENT_TYPE on $COLLECTION/$DOCUMENT_PARAMETER)"
 echo "and $RECOVERY_FUNCTION, called by $RECOVERY_JOB ($RECOVERY_SCHEDULE)."
-echo "Next: deploy/smoke.sh (see deploy/README.md)."
+[[ "$WORKER" != llm-client ]] || echo "Next: deploy/smoke.sh (see deploy/README.md)."

