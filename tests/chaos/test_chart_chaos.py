@@ -337,6 +337,8 @@ def test_quota_races_duplicates_and_crashes_at_every_stage(
             ),
             flush=True,
         )
+    for server in (*servers, crash):  # idle processes are not needed by the rest of the session
+        server.stop()
     assert violations == [], "\n".join(violations)
     assert kills == sigkills == len(CRASH_STATES) + 1  # + the adopt of the finalize run
     assert recovered["expired"] == len(BEFORE_MANIFEST)

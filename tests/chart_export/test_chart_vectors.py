@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,16 @@ def stub_seen(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[FunctionServer]]:
+    """The function processes this module started, stopped when it ends: the rest of the
+    session does not need them, and idle processes still cost the machine memory."""
+    started: list[FunctionServer] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
 @pytest.fixture
 def stub(chart_img_stub_server: ChartImgStub) -> ChartImgStub:
     chart_img_stub_server.reset()
@@ -134,10 +145,14 @@ def stub(chart_img_stub_server: ChartImgStub) -> ChartImgStub:
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
-def test_vector(path: Path, firestore, gcs, stub, function_server_factory, journal, snapshot):
+def test_vector(
+    path: Path, firestore, gcs, stub, function_server_factory, journal, servers, snapshot
+):
     case = json.loads(path.read_text(encoding="utf-8"))
     expect = case["expect"]
     server: FunctionServer = function_server_factory(case_env(case, stub, journal), target=TARGET)
+    if server not in servers:
+        servers.append(server)
     seed(case, firestore, gcs)
     stub.configure(case["stub"]["plan"], case["stub"]["keys"], case["stub"]["script"])
     (run_path,) = [p for p in case["firestore"] if p.startswith("flow_runs/")]
