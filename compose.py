@@ -90,6 +90,108 @@ def _llm_ports(
     )
 
 
+def _chart_worker() -> Worker[Any, Any, Any]:
+    from states.chart_export import WORKER
+
+    return WORKER
+
+
+def _chart_config(environ: Mapping[str, str]) -> Any:
+    from states.chart_export.config import ChartConfig
+
+    return ChartConfig.from_env(environ)
+
+
+def _chart_profile() -> LogProfile:
+    from states.chart_export.catalog import PROFILE
+
+    return PROFILE
+
+
+def _chart_ports(
+    config: Any, overrides: Mapping[str, Any], journal: Callable[[dict[str, Any]], None] | None
+) -> Any:
+    """Ports by mode (CHART_EXPORT §14): `real` calls Chart-IMG and reserves quota on Firestore;
+    `mock` replays fixtures and touches no usage document; `record` replays what it has and
+    records the rest, counting reservations in instance memory only."""
+    from adapters.chart_templates import FirestoreTemplates
+    from adapters.firestore import FirestoreDocumentStore
+    from adapters.gcs import GcsBlobStore
+    from states.chart_export.ports import ChartPorts
+
+    project, database = config.common.gcp_project, config.common.firestore_database
+
+    def made(name: str, make: Callable[[], Any]) -> Any:
+        return overrides[name] if name in overrides else make()
+
+    api, usage, needs_account, recorded = _chart_modes(config, made)
+    extras = {
+        name: overrides[name] for name in ("template_cache", "book", "sleep") if name in overrides
+    }
+    return ChartPorts(
+        store=made("store", lambda: FirestoreDocumentStore(project, database, journal=journal)),
+        blobs=made("blobs", lambda: GcsBlobStore(project)),
+        templates=made(
+            "templates",
+            lambda: FirestoreTemplates(project, database, config.templates_collection),
+        ),
+        chart_api=api,
+        usage=usage,
+        needs_account=needs_account,
+        recorded=recorded,
+        **extras,
+    )
+
+
+def _chart_modes(config: Any, made: Callable[[str, Callable[[], Any]], Any]) -> tuple[Any, ...]:
+    """(chart api, usage store or None, needs-account rule, drain of recorded fixtures)."""
+    from adapters.chart_img import ChartImgHttp, FixtureChartApi, RecordingChartApi
+    from adapters.chart_usage import FirestoreUsageStore, MemoryUsageStore
+    from states.chart_export.ports import always, no_recordings
+
+    if config.mode == "mock":
+        api = made("chart_api", lambda: FixtureChartApi(config.fixtures_dir, config.max_png_bytes))
+        return api, None, lambda _request: False, no_recordings
+    if config.mode == "real":
+        api = made("chart_api", lambda: ChartImgHttp(config.base_url, config.max_png_bytes))
+        usage = made(
+            "usage",
+            lambda: FirestoreUsageStore(
+                config.common.gcp_project,
+                config.common.firestore_database,
+                config.usage_collection,
+                config.default_daily_limit,
+                config.daily_max,
+            ),
+        )
+        return api, usage, always, no_recordings
+    recordings: list[str] = []
+    lock = threading.Lock()
+
+    def recorded(path: Any) -> None:
+        with lock:
+            recordings.append(path.name)
+
+    def drain() -> list[str]:
+        with lock:
+            taken = list(recordings)
+            recordings.clear()
+        return taken
+
+    api = made(
+        "chart_api",
+        lambda: RecordingChartApi(
+            ChartImgHttp(config.base_url, config.max_png_bytes),
+            config.fixtures_dir,
+            config.max_png_bytes,
+            on_recorded=recorded,
+        ),
+    )
+    usage = made("usage", lambda: MemoryUsageStore(config.default_daily_limit, config.daily_max))
+    replays = getattr(api, "has_fixture", None)
+    return api, usage, (lambda request: not replays(request)) if replays else always, drain
+
+
 def _backtest_worker() -> Worker[Any, Any, Any]:
     from states.backtest.worker import WORKER
 
@@ -136,6 +238,17 @@ ASSEMBLIES: dict[str, Assembly] = {
         ports=_llm_ports,
         configured=lambda config: {
             "auth": {"mode": config.gemini.mode, "keyId": config.gemini.key_id}
+        },
+    ),
+    "chart_export": Assembly(
+        worker=_chart_worker,
+        config=_chart_config,
+        profile=_chart_profile,
+        ports=_chart_ports,
+        configured=lambda config: {
+            "mode": config.mode,
+            "plan": config.plan.name,
+            "accounts": [account.id for account in config.accounts],
         },
     ),
     "backtest": Assembly(

@@ -24,6 +24,18 @@ def recover_stale_steps(request: Any) -> tuple[str, int, dict[str, str]]:
 
 
 @functions_framework.cloud_event
+def on_chart_export_flow_run_updated(cloud_event: Any) -> None:
+    """worker_chart_export: Eventarc Firestore events on `flow_runs/{runId}` (CHART_EXPORT §1)."""
+    compose.deliver("chart_export", cloud_event)
+
+
+@functions_framework.http
+def recover_stale_chart_steps(request: Any) -> tuple[str, int, dict[str, str]]:
+    """worker_chart_export: stale-step recovery over all RUNNING flow runs (Cloud Scheduler)."""
+    return compose.recover("chart_export")
+
+
+@functions_framework.cloud_event
 def on_backtest_job_written(cloud_event: Any) -> None:
     """worker_backtest: Eventarc Firestore events on `backtestJobs/{jobId}` (BACKTEST §1)."""
     compose.deliver("backtest", cloud_event)

@@ -27,9 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx2
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.clock import utc_now
 from states.chart_export.chart_api import (
@@ -46,6 +44,9 @@ from states.chart_export.chart_api import (
     provider_message,
 )
 
+if TYPE_CHECKING:
+    import httpx2
+
 CHART_PATH = "/v2/tradingview/advanced-chart"
 CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_PNG_BYTES = 262_144
@@ -56,7 +57,7 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 # others (quota, rate limit, 5xx) would make every later replay fail the same transient way.
 DURABLE_KINDS: frozenset[AttemptKind] = frozenset({"ok", "invalid_image", "rejected"})
 
-ClientFactory = Callable[[], httpx2.Client]
+ClientFactory = Callable[[], "httpx2.Client"]
 Clock = Callable[[], datetime]
 
 
@@ -158,6 +159,14 @@ def _elapsed_ms(started: float) -> int:
     return max(0, int((time.monotonic() - started) * 1000))
 
 
+def _httpx() -> Any:
+    """`httpx2`, imported on the first real attempt: importing it costs over 100 ms, which an
+    instance that only sees no-op events (or runs in mock mode) should never pay."""
+    import httpx2
+
+    return httpx2
+
+
 _ssl_lock = threading.Lock()
 _ssl_context: ssl.SSLContext | None = None
 
@@ -168,7 +177,7 @@ def shared_ssl_context() -> ssl.SSLContext:
     global _ssl_context
     with _ssl_lock:
         if _ssl_context is None:
-            _ssl_context = httpx2.create_ssl_context()
+            _ssl_context = _httpx().create_ssl_context()
         return _ssl_context
 
 
@@ -176,7 +185,10 @@ def default_client() -> httpx2.Client:
     """A fresh client per attempt, so no cookie jar or connection outlives an attempt (no
     session state between accounts). trust_env=False keeps proxies and .netrc credentials from
     the environment out of the call."""
-    return httpx2.Client(follow_redirects=False, trust_env=False, verify=shared_ssl_context())
+    client: httpx2.Client = _httpx().Client(
+        follow_redirects=False, trust_env=False, verify=shared_ssl_context()
+    )
+    return client
 
 
 # --- real ----------------------------------------------------------------------------------------
@@ -264,8 +276,6 @@ class ChartImgHttp:
         self._url = base_url.rstrip("/") + CHART_PATH
         self._max_png_bytes = max_png_bytes
         self._client_factory = client_factory
-        if client_factory is default_client:
-            shared_ssl_context()  # paid once here, never inside an attempt's time budget
         self._connect_timeout_s = connect_timeout_s
         self._clock = clock
 
@@ -277,6 +287,10 @@ class ChartImgHttp:
         return self.exchange(request, account, timeout_s).attempt
 
     def exchange(self, request: ChartRequest, account: Account, timeout_s: float) -> Exchange:
+        if self._client_factory is default_client:
+            # Built on the first attempt, before its clock starts: the TLS context (and the
+            # import of httpx2) is never paid at an instance's start, nor inside an attempt.
+            shared_ssl_context()
         started = time.monotonic()
         deadline = started + max(0.0, timeout_s)
         if timeout_s <= 0:
@@ -306,9 +320,9 @@ class ChartImgHttp:
         result: Exchange | _Failure
         try:
             result = self._perform(call, request, account, deadline)
-        except (httpx2.TimeoutException, _DeadlineExceeded):
+        except (_httpx().TimeoutException, _DeadlineExceeded):
             result = _Failure(kind="timeout")
-        except httpx2.TransportError:
+        except _httpx().TransportError:
             # Connect errors, resets, a dropped connection, protocol errors: the text is dropped.
             result = _Failure(kind="network_error")
         except Exception as exc:
@@ -332,7 +346,7 @@ class ChartImgHttp:
             budget = deadline - time.monotonic()
             if budget <= 0 or call.abandoned:
                 raise _DeadlineExceeded
-            timeout = httpx2.Timeout(
+            timeout = _httpx().Timeout(
                 connect=min(self._connect_timeout_s, budget), read=budget, write=budget, pool=budget
             )
             with client.stream(

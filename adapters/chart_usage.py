@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from adapters.firestore import bounded, lost_race
+from adapters.firestore import LazyClient, bounded, lost_race
 from adapters.google import errors
 from engine.errors import Shared, StoreUnavailable
 from states.chart_export.usage import (
@@ -65,21 +65,25 @@ class FirestoreUsageStore:
     """Reservations on `{collection}/{accountId}` documents, shared by every instance.
 
     Holds no per-account state between calls: each call starts from a fresh read, so many
-    instances (and many stores in one instance) can race on one account safely.
+    instances (and many stores in one instance) can race on one account safely. The client is
+    created on first use (`given` replaces it: tests and benchmarks pass their own), so building
+    the store costs nothing on an instance whose events are all no-ops.
     """
 
     def __init__(
         self,
-        client: Any,
+        project: str | None,
+        database: str,
         collection: str,
         default_limit: int,
         plan_max: int,
         sleep: Callable[[float], None] = time.sleep,
         rng: Jitter = random,
         *,
+        given: Any = None,
         timeout_s: float = IO_TIMEOUT_S,
     ) -> None:
-        self._client = client
+        self._client = LazyClient(project, database, given)
         self._collection = collection
         self._default_limit = default_limit
         self._plan_max = plan_max
@@ -114,7 +118,7 @@ class FirestoreUsageStore:
     # -- one round's I/O; tests replace these to inject races and faults -------------------
 
     def _ref(self, account_id: str) -> Any:
-        return self._client.collection(self._collection).document(account_id)
+        return self._client.get().collection(self._collection).document(account_id)
 
     def _read(self, ref: Any) -> tuple[dict[str, Any] | None, datetime | None]:
         """The document and the version to write against; (None, None) when it is missing."""
@@ -142,7 +146,7 @@ class FirestoreUsageStore:
             else:
                 ref.update(
                     fields,
-                    option=self._client.write_option(last_update_time=update_time),
+                    option=self._client.get().write_option(last_update_time=update_time),
                     retry=bounded(self._timeout_s),
                     timeout=self._timeout_s,
                 )

@@ -43,7 +43,7 @@ class CountingStore(FirestoreUsageStore):
 
 
 def uncontended(db: Any, reservations: int, warm_up: int = 20) -> None:
-    store = FirestoreUsageStore(db, COLLECTION, PLAN_MAX, PLAN_MAX)
+    store = FirestoreUsageStore(None, "(default)", COLLECTION, PLAN_MAX, PLAN_MAX, given=db)
     now = datetime.now(UTC)
     times: list[float] = []
     for _ in range(warm_up + reservations):
@@ -53,7 +53,7 @@ def uncontended(db: Any, reservations: int, warm_up: int = 20) -> None:
         assert isinstance(result, Reserved)
     print(summary("uncontended reservation (read + preconditioned update)", times[warm_up:]))
 
-    full = FirestoreUsageStore(db, COLLECTION, 1, PLAN_MAX)
+    full = FirestoreUsageStore(None, "(default)", COLLECTION, 1, PLAN_MAX, given=db)
     full.reserve("acc-full", None, now)
     refused: list[float] = []
     for _ in range(warm_up + reservations):
@@ -66,7 +66,9 @@ def uncontended(db: Any, reservations: int, warm_up: int = 20) -> None:
 def race(racers: int, limit: int) -> tuple[list[Reservation], list[float], float, int]:
     """One race on a missing document: results, per-racer latency, wall time, reads."""
     clients = [firestore.Client(project=PROJECT) for _ in range(racers)]
-    stores = [CountingStore(c, COLLECTION, limit, PLAN_MAX) for c in clients]
+    stores = [
+        CountingStore(None, "(default)", COLLECTION, limit, PLAN_MAX, given=c) for c in clients
+    ]
     for c in clients:  # connect first, so the race is not staggered by channel setup
         c.collection(COLLECTION).document("warm-up").get()
     now = datetime.now(UTC)

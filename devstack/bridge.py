@@ -1,11 +1,13 @@
 """Eventarc for the local stack: Firestore emulator changes become CloudEvents for the function.
 
-In the cloud, every write to `flow_runs/{runId}` reaches the worker as a binary-mode protobuf
-CloudEvent, at least once, in no guaranteed order, on any instance. `EventBridge` reproduces that
-locally: it listens to the collection on the emulator, turns each ADDED or MODIFIED change into
-the event Eventarc would send, and POSTs it round-robin to several function URLs, retrying
-failures. Fault flags (duplicates, random delays, reordering) make the races of production
-happen on a laptop, so the worker's exactly-once claim is exercised rather than assumed.
+In the cloud, every write to a watched collection reaches each function whose trigger matches it
+as a binary-mode protobuf CloudEvent, at least once, in no guaranteed order, on any instance.
+`EventBridge` reproduces one such trigger locally: it listens to the collection on the emulator,
+turns each ADDED or MODIFIED change the trigger hears (`event_type`: created, updated or
+written) into the event Eventarc would send, and POSTs it round-robin to several function URLs,
+retrying failures. Two workers on one collection are two bridges, as they are two triggers.
+Fault flags (duplicates, random delays, reordering) make the races of production happen on a
+laptop, so the worker's exactly-once claim is exercised rather than assumed.
 
 Threads: the Firestore listener callback runs on the client's stream thread and only enqueues;
 one dispatcher thread owns buffering and shuffling; a small pool does the (racing) deliveries.
@@ -37,7 +39,14 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
 CREATED = "google.cloud.firestore.document.v1.created"
+WRITTEN = "google.cloud.firestore.document.v1.written"
 _TYPE_OF_CHANGE = {"ADDED": CREATED, "MODIFIED": UPDATED}
+# What an Eventarc trigger filtered on one event type hears of each listener change kind.
+_TRIGGER_HEARS = {
+    CREATED: frozenset({"ADDED"}),
+    UPDATED: frozenset({"MODIFIED"}),
+    WRITTEN: frozenset({"ADDED", "MODIFIED"}),
+}
 # Eventarc retries what looks transient; a 4xx other than these means the event itself is bad.
 _RETRYABLE_4XX = frozenset({408, 429})
 
@@ -68,7 +77,7 @@ class BridgeStats:
     """Counters for the summary line and for tests; `by_status` keys are "200", "error", ..."""
 
     events_seen: int = 0  # ADDED/MODIFIED changes turned into CloudEvents
-    events_skipped: int = 0  # initial snapshot (unless deliver_existing) and REMOVED changes
+    events_skipped: int = 0  # initial snapshot (unless deliver_existing), REMOVED, unheard kinds
     deliveries: int = 0  # POST attempts, retries included
     delivered: int = 0  # copies acknowledged with a 2xx
     failures: int = 0  # attempts without a 2xx (connection error, 4xx, 5xx)
@@ -143,6 +152,7 @@ class EventBridge:
         post_timeout: float = 60.0,
         ready_timeout: float = 30.0,
         post: Post | None = None,
+        event_type: str | None = None,
     ) -> None:
         if not function_urls:
             raise ValueError("function_urls must name at least one function")
@@ -150,7 +160,12 @@ class EventBridge:
             raise ValueError("duplicate must be >= 1")
         if delay < 0 or reorder_window < 0 or retries < 0:
             raise ValueError("delay, reorder_window and retries must not be negative")
+        if event_type is not None and event_type not in _TRIGGER_HEARS:
+            raise ValueError(f"event_type must be one of {sorted(_TRIGGER_HEARS)}")
         self._db = db
+        # None: every ADDED/MODIFIED as created/updated (a trigger per kind); otherwise the
+        # one type a deployed trigger is filtered on, and only the changes it would hear.
+        self.event_type = event_type
         self.function_urls = list(function_urls)
         self.project = project
         self.database = database
@@ -313,7 +328,8 @@ class EventBridge:
                 data = _plain(doc.to_dict() or {})
                 old = self._known.get(doc.id)
                 self._known[doc.id] = data
-                if initial and not self._deliver_existing:
+                heard = self.event_type is None or kind in _TRIGGER_HEARS[self.event_type]
+                if not heard or (initial and not self._deliver_existing):
                     self._counts["skipped"] += 1
                     continue
                 self._counts["seen"] += 1
@@ -322,7 +338,7 @@ class EventBridge:
                 self._inbox.put(
                     _Event(
                         event_id=uuid.uuid4().hex,
-                        event_type=_TYPE_OF_CHANGE[kind],
+                        event_type=self.event_type or _TYPE_OF_CHANGE[kind],
                         run_id=doc.id,
                         document=data,
                         old_document=old,

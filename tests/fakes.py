@@ -7,13 +7,17 @@ a fake with a wrong signature would make the code under test fail for the wrong 
 
 from __future__ import annotations
 
+import copy
 import io
+import threading
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from google.api_core import exceptions as gexc
 
 import compose
+from adapters.chart_usage import MemoryUsageStore
 from adapters.firestore import FirestoreDocumentStore, FirestoreRegistry
 from adapters.gcs import GcsBlobStore
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
@@ -21,6 +25,8 @@ from adapters.registries import PromptSchemaRegistry
 from engine.errors import Shared, StoreUnavailable
 from engine.ports import Gate, GuardedWrite, JsonObject, Patch, Path, Snapshot
 from engine.runner import Runner
+from states.chart_export.chart_api import Account, ChartAttempt, ChartRequest
+from states.chart_export.usage import Contended, Reservation, Reserved
 from states.llm_client.ports import LLM, LLMCallFailed, LLMRequest, LLMResponse
 from tests import scenario
 
@@ -286,6 +292,181 @@ class FinalizedElsewhere(MemoryDocumentStore):
         if is_finalize(patch):
             super().update(collection, doc_id, {self.status: "FAILED"}, lambda _: None, timeout_s)
         return super().update(collection, doc_id, patch, gate, timeout_s)
+
+
+# --- typed fakes of the CHART_EXPORT worker's ports ---------------------------------------------
+
+
+class ScriptedChartApi:
+    """Chart-IMG answering from a script per template id (the next entry per attempt), else
+    with `default`; every call is recorded as (template id, account id or None)."""
+
+    def __init__(
+        self,
+        script: Mapping[str, list[ChartAttempt]] | None = None,
+        default: ChartAttempt | None = None,
+    ) -> None:
+        self.script = {key: list(value) for key, value in (script or {}).items()}
+        self.default = default or ChartAttempt("ok", 200, png=scenario.png(4, 3, (9, 9, 9)))
+        self.calls: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+
+    def render(
+        self, request: ChartRequest, account: Account | None, timeout_s: float
+    ) -> ChartAttempt:
+        with self._lock:
+            self.calls.append((request.chart_template_id, account.id if account else None))
+            queue = self.script.get(request.chart_template_id)
+            return queue.pop(0) if queue else self.default
+
+
+class ExplodingChartApi:
+    """A bug of ours (or of a library) inside an attempt."""
+
+    def render(
+        self, request: ChartRequest, account: Account | None, timeout_s: float
+    ) -> ChartAttempt:
+        raise RuntimeError("unexpected failure inside the chart client")
+
+
+class DictTemplates:
+    """Template documents in memory; `failing` ids raise as an unreachable Firestore does,
+    `exploding` ones as a bug would. `reads` counts the reads (the cache keeps valid ones)."""
+
+    def __init__(
+        self,
+        documents: Mapping[str, JsonObject],
+        *,
+        failing: frozenset[str] = frozenset(),
+        exploding: bool = False,
+    ) -> None:
+        self.documents = dict(documents)
+        self.failing = failing
+        self.exploding = exploding
+        self.reads: list[str] = []
+
+    def template(self, template_id: str) -> JsonObject | None:
+        self.reads.append(template_id)
+        if self.exploding:
+            raise RuntimeError("bug in the template source")
+        if template_id in self.failing:
+            raise StoreUnavailable(Shared.FIRESTORE_UNAVAILABLE, "firestore read failed: Timeout")
+        found = self.documents.get(template_id)
+        return copy.deepcopy(found) if found is not None else None
+
+
+class FaultyUsage(MemoryUsageStore):
+    """Reservations in memory with faults per account: `contended` accounts always lose the
+    race, `unavailable` ones cannot be reached; `exhaust_fails` makes every `mark_exhausted`
+    fail (True: contended; an exception: raised)."""
+
+    def __init__(
+        self,
+        default_limit: int,
+        plan_max: int,
+        documents: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        contended: frozenset[str] = frozenset(),
+        unavailable: frozenset[str] = frozenset(),
+        exhaust_fails: bool | StoreUnavailable = False,
+    ) -> None:
+        super().__init__(default_limit, plan_max, documents)
+        self.contended = contended
+        self.unavailable = unavailable
+        self.exhaust_fails = exhaust_fails
+        self.reservations: list[str] = []
+
+    def reserve(self, account_id: str, secret_limit: int | None, now: datetime) -> Reservation:
+        if account_id in self.unavailable:
+            raise StoreUnavailable(Shared.FIRESTORE_UNAVAILABLE, "firestore read failed: Timeout")
+        if account_id in self.contended:
+            return Contended(attempts=5)
+        outcome = super().reserve(account_id, secret_limit, now)
+        if isinstance(outcome, Reserved):
+            self.reservations.append(account_id)
+        return outcome
+
+    def mark_exhausted(self, account_id: str, secret_limit: int | None, now: datetime) -> bool:
+        if isinstance(self.exhaust_fails, StoreUnavailable):
+            raise self.exhaust_fails
+        if self.exhaust_fails:
+            return False
+        return super().mark_exhausted(account_id, secret_limit, now)
+
+
+class ChartBlobs(MemoryBlobStore):
+    """In-memory Cloud Storage for the chart worker's paths: creates of names ending in
+    `create_fails` fail (`times` times; None: always, `bug`: as a defect would), lookups of
+    creation times fail when `created_fails`, and `appears` objects show up just before our
+    first create of them (a twin wrote them after our probe)."""
+
+    def __init__(
+        self,
+        objects: Mapping[str, bytes] | None = None,
+        *,
+        create_fails: str | None = None,
+        times: int | None = None,
+        bug: bool = False,
+        created_fails: bool = False,
+        exists_fails: bool = False,
+        read_fails: bool = False,
+        appears: Mapping[str, bytes] | None = None,
+    ) -> None:
+        super().__init__(objects)
+        self.create_fails = create_fails
+        self.times = times
+        self.bug = bug
+        self.created_fails = created_fails
+        self.exists_fails = exists_fails
+        self.read_fails = read_fails
+        self.appears = dict(appears or {})
+        self.creates: list[str] = []
+
+    def create(self, uri: str, data: bytes, content_type: str) -> bool:
+        self.creates.append(uri)
+        if uri in self.appears:
+            super().create(uri, self.appears.pop(uri), content_type)
+        failing = self.create_fails is not None and uri.endswith(self.create_fails)
+        if failing and (self.times is None or self.times > 0):
+            if self.times is not None:
+                self.times -= 1
+            if self.bug:
+                raise RuntimeError("bug in the blob store")
+            raise StoreUnavailable(Shared.GCS_WRITE_FAILED, "gcs write failed: Unavailable")
+        return super().create(uri, data, content_type)
+
+    def created(self, uri: str) -> datetime | None:
+        if self.created_fails:
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: Unavailable")
+        return super().created(uri)
+
+    def exists(self, uri: str) -> bool:
+        if self.exists_fails:
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: Unavailable")
+        return super().exists(uri)
+
+    def read(self, uri: str, limit: int) -> bytes:
+        if self.read_fails:
+            raise StoreUnavailable(Shared.GCS_READ_FAILED, "gcs read failed: Unavailable")
+        return super().read(uri, limit)
+
+
+class ClaimAdvancesClock(MemoryDocumentStore):
+    """The claim write takes `seconds` of the invocation's time (a slow Firestore), on a clock
+    the runner reads as its monotonic time."""
+
+    def __init__(self, documents: Mapping[str, JsonObject], clock: FakeClock, seconds: float):
+        super().__init__(documents)
+        self.clock = clock
+        self.seconds = seconds
+
+    def update(
+        self, collection: str, doc_id: str, patch: Patch, gate: Gate, timeout_s: float
+    ) -> GuardedWrite:
+        result = super().update(collection, doc_id, patch, gate, timeout_s)
+        if not is_finalize(patch):
+            self.clock.now += self.seconds
+        return result
 
 
 # --- typed fakes for the backtest worker's in-memory suite -------------------------------------

@@ -179,14 +179,73 @@ def test_failed_posts_are_retried_until_acknowledged(firestore):
     assert list(answers) == [200]
 
 
-def _gone(pid: int) -> bool:
-    for probe in (os.kill, os.killpg):
-        try:
-            probe(pid, 0)
-        except ProcessLookupError:
-            continue
-        return False
-    return True
+@pytest.mark.parametrize(
+    ("kind", "heard"),
+    [("created", ["set"]), ("updated", ["update"]), ("written", ["set", "update"])],
+)
+def test_a_trigger_hears_only_its_event_type(firestore, kind, heard):
+    """One bridge per trigger: two workers on one collection filter the same changes apart."""
+    event_type = f"google.cloud.firestore.document.v1.{kind}"
+    posted: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def record(url, headers, body, timeout) -> int:
+        with lock:
+            posted.append((headers["ce-type"], headers["ce-subject"]))
+        return 204
+
+    ref = firestore.collection("backtestJobs").document("job-trigger")
+    with EventBridge(
+        db=firestore,
+        function_urls=["http://127.0.0.1:1/f"],
+        project=PROJECT,
+        collection="backtestJobs",
+        event_type=event_type,
+        post=record,
+    ) as bridge:
+        ref.set({"status": "queued"})
+        assert bridge.wait_idle(timeout=10.0, quiet=0.3)
+        ref.update({"status": "running"})
+        assert bridge.wait_idle(timeout=10.0, quiet=0.3)
+        ref.delete()
+        assert bridge.wait_idle(timeout=10.0, quiet=0.3)
+
+    subject = "documents/backtestJobs/job-trigger"
+    assert posted == [(event_type, subject)] * len(heard)
+    assert bridge.stats.events_seen == len(heard)
+    assert bridge.stats.events_skipped == 3 - len(heard)
+
+
+def test_a_trigger_type_must_be_a_firestore_document_type(firestore):
+    with pytest.raises(ValueError, match="event_type"):
+        EventBridge(
+            db=firestore,
+            function_urls=["http://127.0.0.1:1/f"],
+            project=PROJECT,
+            event_type="google.cloud.firestore.document.v1.deleted",
+        )
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """The process and its whole group have exited.
+
+    Children killed with their group are reparented and reaped by init a moment after the leader
+    was waited for, so on a busy machine the group can outlive `stop` by a little: poll.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        alive = False
+        for probe in (os.kill, os.killpg):
+            try:
+                probe(pid, 0)
+            except ProcessLookupError:
+                continue
+            alive = True
+        if not alive:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_dev_up_runs_the_demo_and_leaves_nothing_behind(tmp_path, capsys):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.chart_img_stub import ChartImgStub
+from tests.test_deploy_scripts import fakes  # noqa: F401  (the deploy tests' fake gcloud)
 
 
 @pytest.fixture(scope="session")

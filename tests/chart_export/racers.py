@@ -32,7 +32,10 @@ def race(
     """`reservers` threads, released together, each reserving once on `account_id`.
     `ready` is called once the clients exist, just before the threads are released."""
     clients = [firestore.Client(project=project) for _ in range(reservers)]
-    stores = [FirestoreUsageStore(c, COLLECTION, limit, plan_max) for c in clients]
+    stores = [
+        FirestoreUsageStore(None, "(default)", COLLECTION, limit, plan_max, given=c)
+        for c in clients
+    ]
     for c in clients:  # open every channel first, or connecting would stagger the racers
         c.collection(COLLECTION).document(f"{account_id}-warm-up").get()
     ready()

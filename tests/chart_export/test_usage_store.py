@@ -77,7 +77,9 @@ class FirestoreBackend:
     def store(
         self, default_limit: int = DEFAULT_LIMIT, plan_max: int = PLAN_MAX
     ) -> FirestoreUsageStore:
-        return FirestoreUsageStore(self.client, COLLECTION, default_limit, plan_max, no_sleep)
+        return FirestoreUsageStore(
+            None, "(default)", COLLECTION, default_limit, plan_max, no_sleep, given=self.client
+        )
 
     def doc(self, account_id: str = ACCOUNT) -> dict[str, Any] | None:
         snapshot = self._ref(account_id).get()
@@ -277,7 +279,7 @@ class InterleavedStore(FirestoreUsageStore):
     between this store's read and its conditional write."""
 
     def __init__(self, client: gcf.Client, between: Callable[[int], None], **kw: Any) -> None:
-        super().__init__(client, COLLECTION, DEFAULT_LIMIT, PLAN_MAX, **kw)
+        super().__init__(None, "(default)", COLLECTION, DEFAULT_LIMIT, PLAN_MAX, given=client, **kw)
         self._between = between
         self.reads = 0
 
@@ -289,7 +291,9 @@ class InterleavedStore(FirestoreUsageStore):
 
 
 def twin(client: gcf.Client) -> FirestoreUsageStore:
-    return FirestoreUsageStore(client, COLLECTION, DEFAULT_LIMIT, PLAN_MAX, no_sleep)
+    return FirestoreUsageStore(
+        None, "(default)", COLLECTION, DEFAULT_LIMIT, PLAN_MAX, no_sleep, given=client
+    )
 
 
 def test_a_create_race_counts_both_reservations(firestore: gcf.Client) -> None:
@@ -381,7 +385,9 @@ class FaultyRef:
 
 class FaultyStore(FirestoreUsageStore):
     def __init__(self, client: gcf.Client, error: Exception, lands: bool) -> None:
-        super().__init__(client, COLLECTION, DEFAULT_LIMIT, PLAN_MAX, no_sleep)
+        super().__init__(
+            None, "(default)", COLLECTION, DEFAULT_LIMIT, PLAN_MAX, no_sleep, given=client
+        )
         self._fault = (error, lands)
 
     def _ref(self, account_id: str) -> Any:
@@ -447,7 +453,9 @@ def test_firestore_down_is_store_unavailable_without_values(
     port = free_port()  # nothing listens there
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{port}")
     client = gcf.Client(project="demo-tda")
-    store = FirestoreUsageStore(client, COLLECTION, 44, 50, no_sleep, timeout_s=0.3)
+    store = FirestoreUsageStore(
+        None, "(default)", COLLECTION, 44, 50, no_sleep, given=client, timeout_s=0.3
+    )
     try:
         with pytest.raises(StoreUnavailable) as raised:
             getattr(store, call)("acc-secret-name", None, NOW)

@@ -1,0 +1,60 @@
+"""`worker-chart-export`: the CHART_EXPORT worker's command line (CHART_EXPORT §18).
+
+Subcommands: `run-local` (one step, no cloud service: mock fixtures, in-memory Firestore, GCS
+in a folder), `record` (the same against the real Chart-IMG API, saving fixtures),
+`recover-stale` (the stale-step recovery over the configured services), `diagram`.
+Exit codes (COMMON.md §9): 0 SUCCEEDED, 1 FAILED, 2 usage or configuration error, 3 nothing to
+execute, 4 flow run invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tools.common import recover_stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker-chart-export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    from tools import chart_run_local as run_local
+
+    run_local.add_arguments(
+        commands.add_parser("run-local", help="execute one CHART_EXPORT step, no cloud service")
+    )
+    run_local.add_arguments(
+        commands.add_parser(
+            "record",
+            help="run-local against the real Chart-IMG API, saving answers as fixtures "
+            "(spends real quota; needs accounts)",
+        ),
+        record=True,
+    )
+    stale = commands.add_parser(
+        "recover-stale",
+        help="adopt or fail CHART_EXPORT steps RUNNING longer than the lease (the configured "
+        "Firestore and GCS, as the deployed recover_stale_chart_steps function does)",
+    )
+    stale.add_argument("--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS")
+    diagram = commands.add_parser(
+        "diagram", help="print the lifecycle diagram (--write: docs/chart_export-lifecycle.md)"
+    )
+    diagram.add_argument("--write", action="store_true", help="write the file")
+    diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    args = parser.parse_args(argv)
+    if args.command in ("run-local", "record"):
+        return run_local.run(args, record=args.command == "record")
+    if args.command == "recover-stale":
+        return recover_stale("chart_export", args.lease_seconds)
+    if args.command == "diagram":
+        from tools import diagram as diagram_tool
+
+        flags = ["--check"] if args.check else ["--write"] if args.write else []
+        return diagram_tool.main([*flags, "chart_export"])
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
