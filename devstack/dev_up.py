@@ -1,14 +1,24 @@
-"""`worker-llm-client dev up`: the whole local stack, wired like production, until Ctrl-C.
+"""`dev up`: the TDA pipeline locally, wired like production, until Ctrl-C.
 
-Starts the Firestore emulator, fake-gcs-server, a Gemini stub that answers every request with a
-valid report, N functions-framework instances of the worker, and the event bridge (Eventarc's
-stand-in, with optional duplicates, delays and reordering); seeds the example dataset and touches
-its flow run so the update fires. Everything it starts is its own process group or thread and is
-stopped in reverse order on exit, also on errors.
+Starts the Firestore emulator, fake-gcs-server, the Chart-IMG stub (one demo account), the Gemini
+stub (every request gets a valid report), N functions-framework processes per worker and one
+event bridge per Eventarc trigger (optional duplicates, delays and reordering):
+
+    flow_runs     updated -> on_flow_run_updated               (worker_llm_client)
+    flow_runs     updated -> on_chart_export_flow_run_updated  (worker_chart_export)
+    backtestJobs  created -> on_backtest_job_written           (worker_backtest)
+
+It seeds the pipeline example — a READY `CHART_EXPORT` step and a READY `LLM_REPORT` step that
+depends on it — and touches the flow run, so the chart worker renders and writes its manifest,
+its finalize write wakes the LLM worker, and the report is made from those charts. It also
+creates the example backtest job, whose `created` event runs the backtest worker. Everything it
+starts is its own process group or thread and is stopped in reverse order on exit, also on
+errors. The recovery functions are not served: nothing is left to recover in a clean run, and
+`worker-<name> recover-stale` does the same sweep by hand.
 
 `--exit-after-terminal` and `--timeout` make it scriptable:
-`python -m devstack.dev_up --exit-after-terminal --timeout 120` exits 0 when the demo step
-succeeded.
+`python -m devstack.dev_up --exit-after-terminal --timeout 120` exits 0 when every demo step
+succeeded and the job completed.
 """
 
 from __future__ import annotations
@@ -23,16 +33,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from devstack.bridge import EventBridge
-from devstack.example import DEFAULT_EXAMPLE, Example, load_example, seed
+from devstack.bridge import CREATED, EventBridge
+from devstack.chart_img_stub import ChartImgStub
+from devstack.cloudevents import UPDATED
+from devstack.example import PIPELINE_EXAMPLE, REPO, Example, load_example, seed
 from devstack.gemini_stub import GeminiStub, ok
 from devstack.services import (
     DEFAULT_PROJECT,
@@ -44,9 +57,20 @@ from devstack.services import (
 )
 
 FLOW_RUNS = "flow_runs"
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
-FAKE_GEMINI_API_KEY = "dev-stub-key-not-a-secret"
+BACKTEST_JOBS = "backtestJobs"
+BACKTEST_RESULTS = "backtestResults"
+DEFAULT_JOB = REPO / "examples" / "backtest" / "job.json"
+STEP_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
+JOB_TERMINAL = frozenset({"completed", "failed"})
+WATCHED_STEP_TYPES = ("CHART_EXPORT", "LLM_REPORT")
 POLL_SECONDS = 0.25
+
+# Stand-ins for secrets: the stubs accept them, and they are visibly not real.
+FAKE_GEMINI_API_KEY = "dev-stub-key-not-a-secret"
+DEV_CHART_ACCOUNT = "dev-account"
+DEV_CHART_KEY = "dev-stub-chart-key-not-a-secret"
+DEV_CHART_DAILY_LIMIT = 44
+DEV_CHART_PLAN = "BASIC"
 
 # What the stub answers to every generateContent: valid for the shipped LLM_REPORT schema
 # (`summary.markdown` plus free-form `details`), so the demo step can succeed end to end.
@@ -59,6 +83,52 @@ DEMO_REPORT: dict[str, Any] = {
     },
     "details": {"source": "devstack gemini stub", "trend": "bullish", "levels": [42000, 48000]},
 }
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One deployed function and the Eventarc trigger that feeds it (deploy/workers/*.sh)."""
+
+    worker: str
+    target: str
+    collection: str
+    event_type: str
+
+
+TRIGGERS = (
+    Trigger("llm-client", "on_flow_run_updated", FLOW_RUNS, UPDATED),
+    Trigger("chart-export", "on_chart_export_flow_run_updated", FLOW_RUNS, UPDATED),
+    Trigger("backtest", "on_backtest_job_written", BACKTEST_JOBS, CREATED),
+)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A unit of work the demo waits for: a step of the seeded flow run, or the seeded job."""
+
+    collection: str
+    doc_id: str
+    step_id: str | None = None  # None: the document itself (a backtest job)
+    kind: str = ""
+
+    @property
+    def label(self) -> str:
+        where = f"{self.collection}/{self.doc_id}"
+        return f"{where} step {self.step_id} ({self.kind})" if self.step_id else where
+
+    def read(self, db: Any) -> dict[str, Any]:
+        data: dict[str, Any] = db.collection(self.collection).document(self.doc_id).get().to_dict()
+        data = data or {}
+        if self.step_id is None:
+            return data
+        step: dict[str, Any] = (data.get("steps") or {}).get(self.step_id) or {}
+        return step
+
+    def terminal(self, status: Any) -> bool:
+        return bool(status in (STEP_TERMINAL if self.step_id else JOB_TERMINAL))
+
+    def succeeded(self, status: Any) -> bool:
+        return bool(status == ("SUCCEEDED" if self.step_id else "completed"))
 
 
 class DevUpError(Exception):
@@ -105,15 +175,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--example",
         type=Path,
         default=None,
-        help=f"example dataset folder to seed (default: {DEFAULT_EXAMPLE})",
+        help="example dataset folder to seed (default: examples/pipeline)",
     )
     stack.add_argument(
-        "--instances", type=_positive_int, default=2, help="function processes (default: 2)"
+        "--backtest-job",
+        type=Path,
+        default=DEFAULT_JOB,
+        metavar="JOB_JSON",
+        help="backtest job document to create (default: examples/backtest/job.json)",
+    )
+    stack.add_argument(
+        "--no-backtest-job", action="store_true", help="seed the flow run only, no backtest job"
+    )
+    stack.add_argument(
+        "--instances",
+        type=_positive_int,
+        default=2,
+        help="function processes per worker (default: 2)",
     )
     stack.add_argument(
         "--project", default=DEFAULT_PROJECT, help=f"GCP project id (default: {DEFAULT_PROJECT})"
     )
-    stack.add_argument("--no-seed", action="store_true", help="start empty: no seeding, no touch")
+    stack.add_argument(
+        "--no-seed", action="store_true", help="start empty: no seeding, no touch, no job"
+    )
     stack.add_argument(
         "--log-dir", type=Path, default=None, help="where process logs go (default: a temp dir)"
     )
@@ -149,7 +234,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument(
         "--exit-after-terminal",
         action="store_true",
-        help="stop once the demo step is terminal; exit 0 only if it SUCCEEDED",
+        help=(
+            "stop once every demo step and the job are terminal; exit 0 only if the steps "
+            "SUCCEEDED and the job completed"
+        ),
     )
     stop.add_argument(
         "--timeout",
@@ -169,25 +257,66 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def demo_step(example: Example) -> str | None:
-    """The LLM_REPORT step the demo waits for (first by id), if the example has one."""
-    steps = example.flow_run.get("steps") or {}
-    ids = sorted(sid for sid, s in steps.items() if s.get("stepType") == "LLM_REPORT")
-    return ids[0] if ids else None
+def watched_steps(example: Example) -> list[Watched]:
+    """The READY steps the pipeline runs (chart steps before the reports that read them)."""
+    steps: dict[str, Any] = example.flow_run.get("steps") or {}
+    order = {kind: n for n, kind in enumerate(WATCHED_STEP_TYPES)}
+    ready = [
+        (order[s["stepType"]], sid, s["stepType"])
+        for sid, s in steps.items()
+        if s.get("stepType") in order and s.get("status") == "READY"
+    ]
+    return [Watched(FLOW_RUNS, example.run_id, sid, kind) for _, sid, kind in sorted(ready)]
 
 
 def artifacts_bucket(example: Example) -> str:
-    """The bucket the example's OHLCV input lives in; the worker writes its report there too."""
+    """The bucket the example's OHLCV input lives in; the workers write their artifacts there."""
     steps: dict[str, Any] = example.flow_run.get("steps") or {}
-    step_id = demo_step(example)
-    preferred = (steps.get(step_id or "", {}).get("inputs") or {}).get("ohlcvStepId")
-    candidates = [preferred] if preferred in steps else []
-    candidates += sorted(sid for sid, s in steps.items() if s.get("stepType") == "OHLCV_EXPORT")
-    for sid in candidates:
+    for sid in sorted(steps):
+        if steps[sid].get("stepType") != "OHLCV_EXPORT":
+            continue
         uri = (steps[sid].get("outputs") or {}).get("gcs_uri")
         if isinstance(uri, str) and uri.startswith("gs://"):
             return uri[5:].split("/", 1)[0]
     raise DevUpError(f"{example.root}: no OHLCV step with an outputs.gcs_uri to take a bucket from")
+
+
+def load_job(path: Path) -> dict[str, Any]:
+    """A backtest job document (a JSON object naming its `jobId`), as `run-local` takes it."""
+    try:
+        job = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DevUpError(f"{path}: not a readable JSON job ({type(exc).__name__})") from None
+    if not isinstance(job, dict) or not isinstance(job.get("jobId"), str) or not job["jobId"]:
+        raise DevUpError(f"{path}: a backtest job is a JSON object with a non-empty jobId")
+    return job
+
+
+def chart_accounts() -> list[dict[str, Any]]:
+    """The demo account of CHART_IMG_ACCOUNTS_JSON; the stub knows the same key."""
+    return [{"id": DEV_CHART_ACCOUNT, "apiKey": DEV_CHART_KEY, "dailyLimit": DEV_CHART_DAILY_LIMIT}]
+
+
+def worker_env(
+    trigger: Trigger, base: Mapping[str, str], bucket: str, gemini: str, charts: str
+) -> dict[str, str]:
+    """The variables a worker's deploy profile would set, pointed at the local stubs."""
+    env = dict(base)
+    if trigger.worker == "llm-client":
+        env.update(
+            ARTIFACTS_BUCKET=bucket,
+            GOOGLE_GEMINI_BASE_URL=gemini,
+            GEMINI_API_KEY=FAKE_GEMINI_API_KEY,
+        )
+    elif trigger.worker == "chart-export":
+        env.update(
+            ARTIFACTS_BUCKET=bucket,
+            CHARTS_API_MODE="real",
+            CHART_IMG_BASE_URL=charts,
+            CHART_IMG_PLAN=DEV_CHART_PLAN,
+            CHART_IMG_ACCOUNTS_JSON=json.dumps(chart_accounts()),
+        )
+    return env
 
 
 @contextlib.contextmanager
@@ -265,16 +394,22 @@ def _start_all(services: list[_Startable], stack: ExitStack, flag: _StopFlag) ->
         future.result()  # re-raise the first start-up failure
 
 
-def _step(db: Any, run_id: str, step_id: str) -> dict[str, Any]:
-    snap = db.collection(FLOW_RUNS).document(run_id).get()
-    data = snap.to_dict() or {}
-    step: dict[str, Any] = (data.get("steps") or {}).get(step_id) or {}
-    return step
-
-
 # --------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stack:
+    """What `_run` brought up, for the listing and the summary."""
+
+    emulator: FirestoreEmulator
+    gcs_server: FakeGcs
+    gemini: GeminiStub
+    charts: ChartImgStub
+    functions: dict[Trigger, list[FunctionServer]]
+    bridges: dict[Trigger, EventBridge]
+    bucket: str
 
 
 def run(args: argparse.Namespace) -> int:
@@ -301,15 +436,17 @@ def _run(args: argparse.Namespace, say: Callable[[str], None], flag: _StopFlag) 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore, storage  # type: ignore[attr-defined]
 
-    root: Path = args.example or DEFAULT_EXAMPLE
+    root: Path = args.example or PIPELINE_EXAMPLE
     if not (root / "flow_run.json").is_file():
         raise DevUpError(f"{root} is not an example folder (no flow_run.json)")
     example = load_example(root)
     bucket = artifacts_bucket(example)
-    step_id = None if args.no_seed else demo_step(example)
-    run_id = example.run_id
+    job = None if args.no_seed or args.no_backtest_job else load_job(args.backtest_job)
+    watched = [] if args.no_seed else watched_steps(example)
+    if job is not None:
+        watched.append(Watched(BACKTEST_JOBS, job["jobId"]))
     project: str = args.project
-    log_dir: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="worker-llm-client-dev-"))
+    log_dir: Path = args.log_dir or Path(tempfile.mkdtemp(prefix="tda-workers-dev-"))
     log_dir.mkdir(parents=True, exist_ok=True)
 
     with ExitStack() as stack:
@@ -318,20 +455,40 @@ def _run(args: argparse.Namespace, say: Callable[[str], None], flag: _StopFlag) 
         gcs_server = FakeGcs(port=args.gcs_port, log_dir=log_dir)
         gemini = stack.enter_context(GeminiStub())
         gemini.set_default(ok(json.dumps(DEMO_REPORT)))
-        env = {
+        charts = stack.enter_context(ChartImgStub())
+        charts.configure(
+            DEV_CHART_PLAN,
+            {
+                DEV_CHART_KEY: {
+                    "accountId": DEV_CHART_ACCOUNT,
+                    "dailyLimit": DEV_CHART_DAILY_LIMIT,
+                    "usedToday": 0,
+                }
+            },
+        )
+        base = {
             "FIRESTORE_EMULATOR_HOST": emulator.host,
             "STORAGE_EMULATOR_HOST": gcs_server.endpoint,
-            "GOOGLE_GEMINI_BASE_URL": gemini.base_url,
             "GCP_PROJECT": project,
             "GOOGLE_CLOUD_PROJECT": project,
-            "GEMINI_API_KEY": FAKE_GEMINI_API_KEY,
-            "ARTIFACTS_BUCKET": bucket,
         }
         names = [chr(ord("a") + i) if i < 26 else str(i) for i in range(args.instances)]
-        functions = [
-            FunctionServer(env={**env, "INSTANCE": name}, log_dir=log_dir) for name in names
-        ]
-        _start_all([emulator, gcs_server, *functions], stack, flag)
+        functions = {
+            trigger: [
+                FunctionServer(
+                    env={
+                        **worker_env(trigger, base, bucket, gemini.base_url, charts.base_url),
+                        "INSTANCE": f"{trigger.worker}-{name}",
+                    },
+                    target=trigger.target,
+                    log_dir=log_dir,
+                )
+                for name in names
+            ]
+            for trigger in TRIGGERS
+        }
+        servers = [server for group in functions.values() for server in group]
+        _start_all([emulator, gcs_server, *servers], stack, flag)
 
         with _environ(
             FIRESTORE_EMULATOR_HOST=emulator.host, STORAGE_EMULATOR_HOST=gcs_server.endpoint
@@ -341,83 +498,151 @@ def _run(args: argparse.Namespace, say: Callable[[str], None], flag: _StopFlag) 
         stack.callback(db.close)
         stack.callback(gcs.close)
 
-        bridge = EventBridge(
-            db=db,
-            function_urls=[f.url for f in functions],
-            project=project,
-            collection=FLOW_RUNS,
-            duplicate=args.duplicate,
-            delay=args.delay,
-            reorder_window=args.reorder_window,
-            seed=args.fault_seed,
-            log=None if args.quiet else (lambda line: say(f"[bridge] {line}")),
-        )
-        bridge.start()
-        # Ctrl-C cancels pending deliveries; the normal exits drain them first (see below).
-        stack.callback(bridge.stop, drain=False)
+        bridges: dict[Trigger, EventBridge] = {}
+        for trigger, group in functions.items():
+            bridge = EventBridge(
+                db=db,
+                function_urls=[server.url for server in group],
+                project=project,
+                collection=trigger.collection,
+                event_type=trigger.event_type,
+                duplicate=args.duplicate,
+                delay=args.delay,
+                reorder_window=args.reorder_window,
+                seed=args.fault_seed,
+                log=None if args.quiet else _bridge_log(say, trigger),
+            )
+            # Registered first: Ctrl-C cancels pending deliveries; the normal exits drain them
+            # (below). A bridge that fails to start has already stopped itself.
+            stack.callback(bridge.stop, drain=False)
+            bridge.start()
+            bridges[trigger] = bridge
         flag.checkpoint()
+        up = _Stack(emulator, gcs_server, gemini, charts, functions, bridges, bucket)
 
         if not args.no_seed:
             seed(example, db, gcs, collection=FLOW_RUNS)
-            # An orchestrator flips a step to READY with an update; mirror that with a touch.
-            db.collection(FLOW_RUNS).document(run_id).update({"updatedAt": _now()})
-            say(f"seeded {FLOW_RUNS}/{run_id} from {example.root} and touched it")
+            # An orchestrator flips steps to READY with an update; mirror that with a touch.
+            db.collection(FLOW_RUNS).document(example.run_id).update({"updatedAt": _now()})
+            say(f"seeded {FLOW_RUNS}/{example.run_id} from {example.root} and touched it")
+        if job is not None:
+            db.collection(BACKTEST_JOBS).document(job["jobId"]).create(job)
+            say(f"created {BACKTEST_JOBS}/{job['jobId']} from {args.backtest_job}")
 
-        _print_where(say, emulator, gcs_server, gemini, functions, bridge, bucket, run_id, step_id)
+        _print_where(say, up, example.run_id, watched)
 
         flag.checkpoint()
-        reason = _wait(args, flag, db, run_id, step_id)
+        reason = _wait(args, flag, db, watched)
         if reason != "signal":
-            # Let the bridge hand over the worker's own final writes before the summary.
-            bridge.wait_idle(timeout=5.0, quiet=0.5)
-        bridge.stop(drain=reason != "signal")
+            # Let the bridges hand over the workers' own final writes before the summary.
+            for bridge in bridges.values():
+                bridge.wait_idle(timeout=5.0, quiet=0.5)
+        for bridge in bridges.values():
+            bridge.stop(drain=reason != "signal")
 
-        step = _step(db, run_id, step_id) if step_id else {}
-        status = step.get("status")
         say(f"stopping ({reason}) ...")
-        say("summary:")
-        if step_id:
-            say(f"  step {step_id}: {status}")
-            say(f"  artifact: {(step.get('outputs') or {}).get('gcs_uri') or '-'}")
-            if step.get("error"):
-                say(f"  error: {json.dumps(step['error'])}")
-        say(f"  gemini requests: {len(gemini.requests)}")
-        say(f"  bridge: {bridge.stats.line()}")
+        statuses = _summary(say, db, gcs, up, watched)
     say("stopped everything")
 
-    if args.exit_after_terminal and step_id:
-        return 0 if status == "SUCCEEDED" else 1
+    if args.exit_after_terminal and watched:
+        return 0 if all(unit.succeeded(statuses.get(unit)) for unit in watched) else 1
     return 0
 
 
-def _wait(
-    args: argparse.Namespace, flag: _StopFlag, db: Any, run_id: str, step_id: str | None
-) -> str:
-    """Block until a signal, the demo step turning terminal (if asked) or the timeout."""
+def _bridge_log(say: Callable[[str], None], trigger: Trigger) -> Callable[[str], None]:
+    return lambda line: say(f"[bridge {trigger.worker}] {line}")
+
+
+def _wait(args: argparse.Namespace, flag: _StopFlag, db: Any, watched: list[Watched]) -> str:
+    """Block until a signal, every watched unit terminal (if asked) or the timeout."""
     deadline = time.monotonic() + args.timeout if args.timeout else None
     while True:
         if flag.signal is not None:
             return "signal"
-        if args.exit_after_terminal and step_id:
+        if args.exit_after_terminal and watched:
             with contextlib.suppress(Exception):  # a transient emulator hiccup: poll again
-                if _step(db, run_id, step_id).get("status") in TERMINAL:
+                if all(unit.terminal(unit.read(db).get("status")) for unit in watched):
                     return "terminal"
         if deadline is not None and time.monotonic() >= deadline:
             return "timeout"
         time.sleep(POLL_SECONDS)
 
 
+def _summary(
+    say: Callable[[str], None], db: Any, gcs: Any, up: _Stack, watched: list[Watched]
+) -> dict[Watched, Any]:
+    """What happened, unit by unit, with the stubs' view of it; returns each unit's status."""
+    statuses: dict[Watched, Any] = {}
+    say("summary:")
+    for unit in watched:
+        doc = unit.read(db)
+        status = statuses[unit] = doc.get("status")
+        say(f"  {unit.label}: {status}")
+        outputs = doc.get("outputs") or {}
+        if unit.kind == "CHART_EXPORT":
+            say(f"    manifest: {outputs.get('gcs_uri') or '-'}")
+            pngs = [r.get("png_gcs_uri") for r in _manifest_items(gcs, outputs.get("gcs_uri"))]
+            for uri in pngs:
+                say(f"    png:      {uri}")
+        elif unit.kind == "LLM_REPORT":
+            say(f"    report:   {outputs.get('gcs_uri') or '-'}")
+        elif unit.step_id is None:
+            result = db.collection(BACKTEST_RESULTS).document(unit.doc_id).get()
+            say(f"    result:   {BACKTEST_RESULTS}/{unit.doc_id if result.exists else '-'}")
+            if result.exists:
+                say(f"    {_headline(result.to_dict() or {})}")
+        if doc.get("error"):
+            say(f"    error:    {json.dumps(doc['error'])}")
+    charts = up.charts.state()
+    over = sum(a["overLimit"] for a in charts["accounts"].values())
+    say(f"  chart-img stub: {charts['total']} request(s) {charts['byAccount']}, over limit {over}")
+    images = sum(_inline_images(r.body) for r in up.gemini.requests)
+    say(f"  gemini stub: {len(up.gemini.requests)} request(s), {images} chart image(s) attached")
+    for trigger, bridge in up.bridges.items():
+        say(f"  bridge {trigger.worker}: {bridge.stats.line()}")
+    return statuses
+
+
+def _headline(result: Mapping[str, Any]) -> str:
+    """Return, drawdown, cycles and the hash of a stored result, for the summary."""
+    figures = result.get("backtestResult") or {}
+
+    def percent(name: str) -> str:
+        value = figures.get(name)
+        return f"{value * 100:+.2f} %" if isinstance(value, int | float) else "-"
+
+    return (
+        f"return {percent('totalReturn')}, max drawdown {percent('maxDrawdown')}, "
+        f"cycles {figures.get('cyclesCompleted', '-')}, "
+        f"sha256 {str(result.get('resultSha256', '-'))[:16]}"
+    )
+
+
+def _manifest_items(gcs: Any, uri: Any) -> list[dict[str, Any]]:
+    """The manifest's items (empty when there is none or it cannot be read)."""
+    if not isinstance(uri, str) or not uri.startswith("gs://"):
+        return []
+    bucket, _, name = uri[5:].partition("/")
+    with contextlib.suppress(Exception):  # the summary reports; it never fails the run
+        items = json.loads(gcs.bucket(bucket).blob(name).download_as_bytes()).get("items")
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    return []
+
+
+def _inline_images(body: Mapping[str, Any]) -> int:
+    """Image parts of one generateContent request body."""
+    return sum(
+        1
+        for content in body.get("contents") or []
+        for part in (content.get("parts") or [])
+        if isinstance(part, dict) and "inlineData" in part
+    )
+
+
 def _print_where(
-    say: Callable[[str], None],
-    emulator: FirestoreEmulator,
-    gcs_server: FakeGcs,
-    gemini: GeminiStub,
-    functions: list[FunctionServer],
-    bridge: EventBridge,
-    bucket: str,
-    run_id: str,
-    step_id: str | None,
+    say: Callable[[str], None], up: _Stack, run_id: str, watched: list[Watched]
 ) -> None:
+    emulator, gcs_server = up.emulator, up.gcs_server
     project = emulator.project
     docs = f"{emulator.base_url}/v1/projects/{project}/databases/(default)/documents"
     say("")
@@ -425,43 +650,60 @@ def _print_where(
     say(f"  Firestore emulator  {emulator.host}  pid {emulator.pid}")
     say(f"    FIRESTORE_EMULATOR_HOST={emulator.host}")
     say(f"    flow run (REST):   {docs}/{FLOW_RUNS}/{run_id}")
+    for unit in watched:
+        if unit.step_id is None:
+            say(f"    job (REST):        {docs}/{unit.collection}/{unit.doc_id}")
     say(f"    log:               {emulator.log_path}")
     say(f"  fake-gcs-server     {gcs_server.endpoint}  pid {gcs_server.pid}")
     say(f"    STORAGE_EMULATOR_HOST={gcs_server.endpoint}")
-    say(f"    objects:           {gcs_server.endpoint}/storage/v1/b/{bucket}/o")
+    say(f"    objects:           {gcs_server.endpoint}/storage/v1/b/{up.bucket}/o")
     say(f"    log:               {gcs_server.log_path}")
-    say(f"  Gemini stub         {gemini.base_url}  (every request gets a valid report)")
-    for server in functions:
-        instance = server.env.get("INSTANCE", "?")
-        say(f"  function {instance}          {server.url}  pid {server.pid}")
-        say(f"    stdout:            {server.stdout_path}")
-        say(f"    stderr:            {server.stderr_path}")
+    say(f"  Gemini stub         {up.gemini.base_url}  (every request gets a valid report)")
     say(
-        f"  event bridge        {FLOW_RUNS} -> {len(functions)} function(s), "
-        f"duplicate={bridge.duplicate} delay={bridge.delay:g}s "
-        f"reorder-window={bridge.reorder_window}"
+        f"  Chart-IMG stub      {up.charts.base_url}  (plan {DEV_CHART_PLAN}, account "
+        f"{DEV_CHART_ACCOUNT}: {DEV_CHART_DAILY_LIMIT} a day)"
     )
+    say(f"    state:             {up.charts.base_url}/__stub/state")
+    for trigger, group in up.functions.items():
+        for server in group:
+            instance = server.env.get("INSTANCE", "?")
+            say(f"  function {instance:<16} {server.url}  pid {server.pid}  {trigger.target}")
+            say(f"    stdout:            {server.stdout_path}")
+            say(f"    stderr:            {server.stderr_path}")
+    for trigger, bridge in up.bridges.items():
+        kind = trigger.event_type.rsplit(".", 1)[-1]
+        say(
+            f"  event bridge        {trigger.collection} {kind} -> {trigger.worker} "
+            f"({len(bridge.function_urls)} function(s)), duplicate={bridge.duplicate} "
+            f"delay={bridge.delay:g}s reorder-window={bridge.reorder_window}"
+        )
     touch = (
         "from google.cloud import firestore; from datetime import datetime, UTC; "
         f'firestore.Client(project="{project}").collection("{FLOW_RUNS}")'
         f'.document("{run_id}").update({{"updatedAt": datetime.now(UTC).isoformat()}})'
     )
-    say("trigger again (an update the bridge delivers; the worker no-ops unless a step is READY):")
+    say("trigger again (an update the bridges deliver; a worker no-ops unless a step is READY):")
     say(f"  FIRESTORE_EMULATOR_HOST={emulator.host} uv run python -c {shlex.quote(touch)}")
     body = json.dumps({"fields": {"updatedAt": {"stringValue": "touched-by-curl"}}})
     say(
         f"  curl -sX PATCH '{docs}/{FLOW_RUNS}/{run_id}?updateMask.fieldPaths=updatedAt' "
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
-    if step_id:
-        field = f"steps.{step_id}.status"
+    for unit in watched:
+        if unit.step_id is None:
+            continue
+        field = (
+            f"steps.`{unit.step_id}`.status"
+            if ":" in unit.step_id
+            else f"steps.{unit.step_id}.status"
+        )
         ready = json.dumps(
             {
                 "fields": {
                     "steps": {
                         "mapValue": {
                             "fields": {
-                                step_id: {
+                                unit.step_id: {
                                     "mapValue": {"fields": {"status": {"stringValue": "READY"}}}
                                 }
                             }
@@ -470,7 +712,7 @@ def _print_where(
                 }
             }
         )
-        say("run the step again (flip it back to READY, as the orchestrator would):")
+        say(f"run {unit.step_id} again (flip it back to READY, as the orchestrator would):")
         say(
             f"  curl -sX PATCH '{docs}/{FLOW_RUNS}/{run_id}?updateMask.fieldPaths={field}' "
             f"-H 'Content-Type: application/json' -d '{ready}'"

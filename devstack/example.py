@@ -3,21 +3,24 @@
     <root>/flow_run.json                      the flow run document (its runId names it)
     <root>/llm_prompts/<promptId>.json        prompt registry
     <root>/llm_schemas/<schemaId>.json        schema registry
+    <root>/chart_templates/<templateId>.json  chart templates (a CHART_EXPORT step's inputs)
     <root>/gcs/<bucket>/<object path>         what `gs://<bucket>/<object path>` holds
     <root>/cassettes/<key>.json               recorded Gemini responses (run-local)
 
-The shipped example is `examples/local/`.
+The shipped examples are `examples/local/` (one LLM_REPORT step, its charts already made) and
+`examples/pipeline/` (a CHART_EXPORT step feeding an LLM_REPORT step: what `dev up` seeds).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_EXAMPLE = REPO / "examples" / "local"
+PIPELINE_EXAMPLE = REPO / "examples" / "pipeline"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Example:
     prompts: dict[str, dict[str, Any]]
     schemas: dict[str, dict[str, Any]]
     objects: dict[str, bytes]
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -58,6 +62,7 @@ def load_example(root: Path = DEFAULT_EXAMPLE, flow_run: Path | None = None) -> 
         prompts=_documents(root / "llm_prompts"),
         schemas=_documents(root / "llm_schemas"),
         objects=objects,
+        templates=_documents(root / "chart_templates"),
     )
 
 
@@ -67,6 +72,8 @@ def seed(example: Example, db: Any, gcs: Any, collection: str = "flow_runs") -> 
         db.collection("llm_prompts").document(prompt_id).set(doc)
     for schema_id, doc in example.schemas.items():
         db.collection("llm_schemas").document(schema_id).set(doc)
+    for template_id, doc in example.templates.items():
+        db.collection("chart_templates").document(template_id).set(doc)
     for uri, data in example.objects.items():
         bucket_name, _, name = uri[5:].partition("/")
         bucket = gcs.bucket(bucket_name)

@@ -23,7 +23,7 @@ import requests
 
 from devstack import dev_up
 from devstack.bridge import EventBridge
-from devstack.example import load_example, seed
+from devstack.example import PIPELINE_EXAMPLE, load_example, seed
 from devstack.gemini_stub import ok
 from tests.conftest import PROJECT
 
@@ -248,11 +248,13 @@ def _gone(pid: int, within: float = 10.0) -> bool:
         time.sleep(0.05)
 
 
-def test_dev_up_runs_the_demo_and_leaves_nothing_behind(tmp_path, capsys):
+def test_dev_up_runs_the_pipeline_and_leaves_nothing_behind(tmp_path, capsys):
+    """One command: charts rendered, their manifest written, the report made from them, and
+    the example backtest job completed, each worker woken only by its own trigger."""
     parser = argparse.ArgumentParser()
     dev_up.add_arguments(parser)
     args = parser.parse_args(
-        ["--exit-after-terminal", "--timeout", "60", "--log-dir", str(tmp_path)]
+        ["--exit-after-terminal", "--timeout", "90", "--instances", "1", "--log-dir", str(tmp_path)]
     )
     env_before = {
         k: os.environ.get(k) for k in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
@@ -263,16 +265,27 @@ def test_dev_up_runs_the_demo_and_leaves_nothing_behind(tmp_path, capsys):
     assert dev_up.run(args) == 0
 
     out = capsys.readouterr().out
-    assert f"step {STEP}: SUCCEEDED" in out
-    assert f"artifact: gs://{BUCKET}/{ARTIFACT_NAME}" in out
-    assert "gemini requests: 1" in out
-    assert re.search(r"bridge: events seen [1-9]", out)
+    run_id = load_example(PIPELINE_EXAMPLE).run_id
+    charts = f"gs://{BUCKET}/charts/{run_id}/charts_1M_price_pair_v1"
+    assert "(CHART_EXPORT): SUCCEEDED" in out
+    assert f"manifest: {charts}/manifest.json" in out
+    assert len(re.findall(rf"png: +{re.escape(charts)}/\S+\.png", out)) == 2
+    assert f"(LLM_REPORT): SUCCEEDED\n    report:   gs://{BUCKET}/{run_id}/1M/{STEP}.json" in out
+    assert "gemini stub: 1 request(s), 2 chart image(s) attached" in out
+    assert "chart-img stub: 2 request(s) {'dev-account': 2}, over limit 0" in out
+    assert "backtestJobs/example-wheel-demo: completed" in out
+    assert re.search(
+        r"return [+-]\d+\.\d\d %, max drawdown .*, cycles \d+, sha256 [0-9a-f]{16}", out
+    )
+    for worker in ("llm-client", "chart-export", "backtest"):
+        assert re.search(rf"bridge {worker}: events seen [1-9].* gave up 0", out)
+    assert dev_up.DEV_CHART_KEY not in out and dev_up.FAKE_GEMINI_API_KEY not in out
     assert "trigger again" in out and "curl -sX PATCH" in out
     pids = [int(p) for p in re.findall(r"\bpid (\d+)", out)]
-    assert len(pids) == 4  # emulator, fake-gcs, two function instances
+    assert len(pids) == 5  # emulator, fake-gcs, one function per worker
     assert all(_gone(pid) for pid in pids), out
     leftover = set(threading.enumerate()) - threads_before
-    assert not [t.name for t in leftover if t.name.startswith(("bridge", "gemini"))]
+    assert not [t.name for t in leftover if t.name.startswith(("bridge", "gemini", "chart-img"))]
     assert {k: os.environ.get(k) for k in env_before} == env_before
     assert signal.getsignal(signal.SIGINT) is sigint_before
     logs = {p.name for p in tmp_path.iterdir()}

@@ -2,7 +2,8 @@
 
 Subcommands: `run-local` (one job through the deployed lifecycle, no cloud service),
 `simulate` (the Wheel engine alone on a configUsed), `sweep-stale` (the sweeper against the
-configured Firestore, as the deployed `sweep_stale_jobs` runs it), `diagram` (the lifecycle).
+configured Firestore, as the deployed `sweep_stale_jobs` runs it), `diagram` (the lifecycle),
+`dev up` (the local pipeline of all three workers).
 Exit codes: see `tools/backtest_run_local.py` (COMMON.md §9).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from tools.common import add_dev_command, run_dev_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         help="fail running jobs past their lease, complete those whose result exists "
         "(uses the configured Firestore, as the deployed sweep_stale_jobs does)",
     )
+    add_dev_command(commands)
     diagram = commands.add_parser(
         "diagram", help="print the lifecycle diagram (--write: docs/backtest-lifecycle.md)"
     )
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from tools.common import recover_stale
 
         return recover_stale("backtest", None)
+    if args.command == "dev":
+        return run_dev_command(args)
     from tools import diagram as diagram_tool
 
     flags = ["--check"] if args.check else ["--write"] if args.write else []

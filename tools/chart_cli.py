@@ -2,7 +2,8 @@
 
 Subcommands: `run-local` (one step, no cloud service: mock fixtures, in-memory Firestore, GCS
 in a folder), `record` (the same against the real Chart-IMG API, saving fixtures),
-`recover-stale` (the stale-step recovery over the configured services), `diagram`.
+`recover-stale` (the stale-step recovery over the configured services), `diagram`, `dev up`
+(the local pipeline of all three workers).
 Exit codes (COMMON.md §9): 0 SUCCEEDED, 1 FAILED, 2 usage or configuration error, 3 nothing to
 execute, 4 flow run invalid.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import recover_stale
+from tools.common import add_dev_command, recover_stale, run_dev_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "Firestore and GCS, as the deployed recover_stale_chart_steps function does)",
     )
     stale.add_argument("--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS")
+    add_dev_command(commands)
     diagram = commands.add_parser(
         "diagram", help="print the lifecycle diagram (--write: docs/chart_export-lifecycle.md)"
     )
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_local.run(args, record=args.command == "record")
     if args.command == "recover-stale":
         return recover_stale("chart_export", args.lease_seconds)
+    if args.command == "dev":
+        return run_dev_command(args)
     if args.command == "diagram":
         from tools import diagram as diagram_tool
 

@@ -1,9 +1,32 @@
-"""What every worker's command line shares: exit codes (COMMON.md §9) and the stale-work scan."""
+"""What every worker's command line shares: exit codes (COMMON.md §9), the stale-work scan and
+`dev up` (the local pipeline of all three workers, mounted on each command line alike)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
+
+
+def add_dev_command(commands: Any) -> None:
+    """`dev up` on a command line's subparsers (`argparse._SubParsersAction`)."""
+    from devstack import dev_up
+
+    dev = commands.add_parser("dev", help="the local development stack")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
+    dev_up.add_arguments(
+        dev_commands.add_parser(
+            "up",
+            help="emulators, the Chart-IMG and Gemini stubs, every worker's function behind "
+            "its Eventarc-like trigger, and the pipeline demo",
+        )
+    )
+
+
+def run_dev_command(args: argparse.Namespace) -> int:
+    from devstack import dev_up
+
+    return dev_up.run(args)
 
 
 def recover_stale(worker: str, lease_seconds: float | None) -> int:

@@ -1,7 +1,8 @@
 """`worker-llm-client`: the LLM worker's command line.
 
 Subcommands: `run-local` (one step, no cloud services), `record` (the same against the real
-Gemini API, saving cassettes), `diagram` (the lifecycle diagram), `dev up` (the local stack).
+Gemini API, saving cassettes), `diagram` (the lifecycle diagram), `dev up` (the local pipeline
+of all three workers).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import recover_stale
+from tools.common import add_dev_command, recover_stale, run_dev_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,16 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     stale.add_argument(
         "--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS or 900"
     )
-    dev = commands.add_parser("dev", help="the local development stack")
-    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
-    from devstack import dev_up
-
-    dev_up.add_arguments(
-        dev_commands.add_parser(
-            "up",
-            help="emulators, Gemini stub, the function and an Eventarc-like bridge, with a demo",
-        )
-    )
+    add_dev_command(commands)
     diagram = commands.add_parser(
         "diagram", help="print the lifecycle diagram (--write: docs/llm_client-lifecycle.md)"
     )
@@ -52,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "recover-stale":
         return recover_stale("llm_client", args.lease_seconds)
     if args.command == "dev":
-        return dev_up.run(args)
+        return run_dev_command(args)
     if args.command == "diagram":
         from tools import diagram as diagram_tool
 

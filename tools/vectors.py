@@ -1,13 +1,16 @@
-"""Snapshot regression run of the failure-path vectors (`tests/vectors/`).
+"""Snapshot regression run of every worker's vectors, on the emulators.
 
-Runs the vector suite against the emulators and reports, by vector name, which ones no longer
-match their committed snapshot (or their expectations). Exit 0 when none changed.
-Usage: `uv run python -m tools.vectors` (add `--snapshot-update` to accept the new results,
-then read `git diff snapshots/` before committing).
+Runs the vector suites of the three workers (`tests/test_vectors.py`,
+`tests/chart_export/test_chart_vectors.py`, `tests/backtest/test_worker_vectors.py`) and
+reports, by worker and vector name, which ones no longer match their committed snapshot (or
+their expectations). Exit 0 when none changed.
+Usage: `uv run python -m tools.vectors [--worker NAME]` (add `--snapshot-update` to accept the new
+results, then read `git diff snapshots/` before committing).
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -15,9 +18,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SUITES = {
+    "llm_client": "tests/test_vectors.py",
+    "chart_export": "tests/chart_export/test_chart_vectors.py",
+    "backtest": "tests/backtest/test_worker_vectors.py",
+}
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.vectors", description=__doc__)
+    parser.add_argument("--worker", choices=sorted(SUITES), help="one worker's vectors only")
+    args, pytest_args = parser.parse_known_args(argv)
+    suites = {args.worker: SUITES[args.worker]} if args.worker else SUITES
+    by_module = {Path(path).stem: worker for worker, path in suites.items()}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "vectors.xml"
         subprocess.run(
@@ -25,33 +38,34 @@ def main(argv: list[str]) -> int:
                 sys.executable,
                 "-m",
                 "pytest",
-                "tests/test_vectors.py",
+                *suites.values(),
                 "-q",
                 "-p",
                 "no:cacheprovider",
+                "-k",
+                "test_vector",
                 f"--junitxml={report}",
-                *argv,
+                *pytest_args,
             ],
             cwd=REPO,
             check=False,
             stdout=subprocess.DEVNULL,
         )
         if not report.exists():
-            print("the vector suite did not run", file=sys.stderr)
+            print("the vector suites did not run", file=sys.stderr)
             return 2
-        cases = ET.parse(report).getroot().iter("testcase")
         changed, unchanged = [], 0
-        for case in cases:
-            name = case.get("name", "")
-            vector = name.removeprefix("test_vector[").removesuffix("]")
-            problem = (
-                case.find("failure") if case.find("failure") is not None else case.find("error")
-            )
+        for case in ET.parse(report).getroot().iter("testcase"):
+            worker = by_module.get(case.get("classname", "").rsplit(".", 1)[-1], "?")
+            vector = case.get("name", "").removeprefix("test_vector[").removesuffix("]")
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
             if problem is None:
                 unchanged += 1
             else:
                 first = (problem.get("message") or "").splitlines()[0][:160]
-                changed.append(f"changed: {vector}: {first}")
+                changed.append(f"changed: {worker}: {vector}: {first}")
     for line in changed:
         print(line)
     print(f"{len(changed)} changed, {unchanged} unchanged")
