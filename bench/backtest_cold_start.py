@@ -11,35 +11,26 @@ a no-op must not load the Google clients it does not use, the engine or other wo
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import summary
+from bench.common import cold_probe, summary
 from devstack.cloudevents import firestore_created_event
-from devstack.services import REPO_ROOT, FirestoreEmulator
+from devstack.services import FirestoreEmulator
 
 PROJECT = "demo-tda"
-PROBE = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import functions_framework  # imported by the runtime before our module
-t1 = time.perf_counter()
-import entry
-t2 = time.perf_counter()
-from cloudevents.http import CloudEvent
-event = CloudEvent(json.loads(sys.argv[1]), open(sys.argv[2], "rb").read())
-t3 = time.perf_counter()
-entry.on_backtest_job_written(event)
-t4 = time.perf_counter()
-heavy = ("google.cloud.firestore", "google.cloud.storage", "grpc", "transitions", "wheelsim",
-         "states.backtest.table", "states.llm_client", "states.flow_run", "states.chart_export")
-loaded = sorted(h for h in heavy if any(n == h or n.startswith(h + ".") for n in sys.modules))
-print(json.dumps({"import": t2 - t1, "event": t4 - t3, "loaded": loaded}))
-"""
+HEAVY = (
+    "google.cloud.firestore",
+    "google.cloud.storage",
+    "grpc",
+    "transitions",
+    "wheelsim",
+    "states.backtest.table",
+    "states.llm_client",
+    "states.flow_run",
+    "states.chart_export",
+)
 
 JOB: dict[str, Any] = {
     "jobId": "cold-job",
@@ -59,23 +50,6 @@ JOB: dict[str, Any] = {
 }
 
 
-def probe(event: tuple[dict[str, str], bytes], env: dict[str, str]) -> dict[str, Any]:
-    headers, body = event
-    attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
-    with tempfile.NamedTemporaryFile(suffix=".pb") as tmp:
-        Path(tmp.name).write_bytes(body)
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, json.dumps(attrs), tmp.name],
-            cwd=REPO_ROOT,
-            env={"PATH": "/usr/bin:/bin", "GCP_PROJECT": PROJECT, "LOG_LEVEL": "ERROR", **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
-
-
 def event(doc_id: str, document: dict[str, Any] | None, **extra: Any) -> Any:
     return firestore_created_event(
         project=PROJECT, collection="backtestJobs", doc_id=doc_id, document=document, **extra
@@ -85,9 +59,9 @@ def event(doc_id: str, document: dict[str, Any] | None, **extra: Any) -> Any:
 def measure(label: str, runs: int, make: Any, env: dict[str, str]) -> None:
     imports, events, loaded = [], [], set()
     for i in range(runs):
-        result = probe(make(i), env)
-        imports.append(result["import"] * 1000)
-        events.append(result["event"] * 1000)
+        result = cold_probe("on_backtest_job_written", make(i), env, HEAVY)
+        imports.append(result["import"])
+        events.append(result["event"])
         loaded |= set(result["loaded"])
     print(summary(f"{label}: import entry.py", imports))
     print(summary(f"{label}: first event", events))

@@ -8,35 +8,15 @@ and time until the first no-op CloudEvent is answered 200.
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import summary
+from bench.common import cold_probe, summary
 from devstack.cloudevents import firestore_update_event
 from devstack.example import load_example
-from devstack.services import REPO_ROOT, FunctionServer, post_event
-
-PROBE = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import functions_framework  # imported by the runtime before our module
-t1 = time.perf_counter()
-import entry
-t2 = time.perf_counter()
-from cloudevents.http import CloudEvent
-body = open(sys.argv[1], "rb").read()
-attrs = json.loads(sys.argv[2])
-event = CloudEvent(attrs, body)
-t3 = time.perf_counter()
-entry.on_flow_run_updated(event)
-t4 = time.perf_counter()
-print(json.dumps({"framework": t1 - t0, "import": t2 - t1, "noop": t4 - t3}))
-"""
+from devstack.services import FunctionServer, post_event
 
 
 def noop_event() -> tuple[dict[str, str], bytes]:
@@ -45,31 +25,15 @@ def noop_event() -> tuple[dict[str, str], bytes]:
 
 
 def ours(runs: int) -> dict[str, list[float]]:
-    headers, body = noop_event()
-    attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
-    env = {
-        "ARTIFACTS_BUCKET": "b",
-        "GEMINI_API_KEY": "k",
-        "GCP_PROJECT": "demo-tda",
-        "LOG_LEVEL": "ERROR",
-        "PATH": "/usr/bin:/bin",
-    }
+    event = noop_event()
+    env = {"ARTIFACTS_BUCKET": "b", "GEMINI_API_KEY": "k"}
     result: dict[str, list[float]] = {"framework": [], "import": [], "noop": [], "ours": []}
-    with tempfile.NamedTemporaryFile(suffix=".pb") as tmp:
-        Path(tmp.name).write_bytes(body)
-        for _ in range(runs):
-            out = subprocess.run(
-                [sys.executable, "-c", PROBE, tmp.name, json.dumps(attrs)],
-                cwd=REPO_ROOT,
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            probe = json.loads(out.strip().splitlines()[-1])
-            for key in ("framework", "import", "noop"):
-                result[key].append(probe[key] * 1000)
-            result["ours"].append((probe["import"] + probe["noop"]) * 1000)
+    for _ in range(runs):
+        probe = cold_probe("on_flow_run_updated", event, env)
+        result["framework"].append(probe["framework"])
+        result["import"].append(probe["import"])
+        result["noop"].append(probe["event"])
+        result["ours"].append(probe["import"] + probe["event"])
     return result
 
 

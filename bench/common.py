@@ -100,3 +100,59 @@ def summary(label: str, values_ms: list[float]) -> str:
         f"{label}: median {statistics.median(values):.1f} ms, p90 {p90:.1f} ms, "
         f"min {values[0]:.1f} ms, max {values[-1]:.1f} ms, stdev {spread:.1f} ms, n={len(values)}"
     )
+
+
+# A fresh interpreter's view of a cold start: the runtime imports functions-framework, then our
+# module; one event is handled. argv: function name, CloudEvent attributes, body file, heavy
+# module prefixes. Prints milliseconds and which heavy modules the event loaded.
+_COLD_PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import functions_framework  # imported by the runtime before our module
+t1 = time.perf_counter()
+import entry
+t2 = time.perf_counter()
+from cloudevents.http import CloudEvent
+event = CloudEvent(json.loads(sys.argv[2]), open(sys.argv[3], "rb").read())
+t3 = time.perf_counter()
+getattr(entry, sys.argv[1])(event)
+t4 = time.perf_counter()
+heavy = json.loads(sys.argv[4])
+loaded = sorted(h for h in heavy if any(n == h or n.startswith(h + ".") for n in sys.modules))
+ms = lambda seconds: seconds * 1000
+print(json.dumps({"framework": ms(t1 - t0), "import": ms(t2 - t1), "event": ms(t4 - t3),
+                  "loaded": loaded}))
+"""
+
+
+def cold_probe(
+    function: str,
+    event: tuple[dict[str, str], bytes],
+    env: dict[str, str],
+    heavy: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One fresh process handing `entry.<function>` one event: milliseconds for importing
+    functions-framework (`framework`, the runtime's), `entry.py` (`import`) and the event
+    (`event`), and which of the `heavy` module prefixes the event loaded (`loaded`)."""
+    import json
+    import subprocess
+    import sys
+
+    from devstack.services import REPO_ROOT
+
+    headers, body = event
+    attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+    base = {"PATH": "/usr/bin:/bin", "GCP_PROJECT": PROJECT, "LOG_LEVEL": "ERROR"}
+    with tempfile.NamedTemporaryFile(suffix=".pb") as tmp:
+        Path(tmp.name).write_bytes(body)
+        argv = [function, json.dumps(attrs), tmp.name, json.dumps(list(heavy))]
+        out = subprocess.run(
+            [sys.executable, "-c", _COLD_PROBE, *argv],
+            cwd=REPO_ROOT,
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result

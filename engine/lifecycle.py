@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from engine.machine import LifecycleMachine
+
+# How `transitions` names a nested state (`RUNNING_claim`): its default separator.
+SEPARATOR = "_"
 
 # An action's result: the trigger to fire next and the payload the next state receives.
 Next = tuple[str, Any]
@@ -72,8 +75,8 @@ class Lifecycle:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "flat", dict(_flatten(self.states)))
-        leaves = [s.name for s in self.flat.values() if "_" in s.name]
-        assert not leaves, f"state names may not hold '_': {leaves}"
+        leaves = [s.name for s in self.flat.values() if SEPARATOR in s.name]
+        assert not leaves, f"state names may not hold {SEPARATOR!r}: {leaves}"
 
     @property
     def terminal(self) -> frozenset[str]:
@@ -87,6 +90,25 @@ class Lifecycle:
                 assert exit_ is not None
                 edges.append(Edge(exit_.kind, name, exit_.dest))
         return tuple(sorted(set(edges), key=lambda e: (str(e.source), e.trigger)))
+
+    def untaken(self, taken: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        """The declared edges (table and exits) no `(source, trigger, dest)` of `taken` went
+        along: what a worker's scenario suite has yet to exercise. An edge declared on a
+        parent state counts as taken from any of its children."""
+        runs = set(taken)
+        declared = {
+            (source, edge.trigger, edge.dest)
+            for edge in (*self.edges, *self.error_edges())
+            for source in (edge.source if isinstance(edge.source, tuple) else (edge.source,))
+        }
+        return sorted(
+            (source, trigger, dest)
+            for source, trigger, dest in declared
+            if not any(
+                (s == source or s.startswith(source + SEPARATOR)) and t == trigger and d == dest
+                for s, t, d in runs
+            )
+        )
 
     def machine_kwargs(self, initial: str) -> dict[str, Any]:
         return {
@@ -139,7 +161,7 @@ def _flatten(states: tuple[State, ...], prefix: str = "") -> Iterator[tuple[str,
     for state in states:
         name = f"{prefix}{state.name}"
         yield name, state
-        yield from _flatten(state.children, f"{name}_")
+        yield from _flatten(state.children, f"{name}{SEPARATOR}")
 
 
 def _definition(state: State) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import add_dev_command, run_dev_command
+from tools.common import add_dev_command, add_diagram_command, run_dev_command, run_diagram_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         "(uses the configured Firestore, as the deployed sweep_stale_jobs does)",
     )
     add_dev_command(commands)
-    diagram = commands.add_parser(
-        "diagram", help="print the lifecycle diagram (--write: docs/backtest-lifecycle.md)"
-    )
-    diagram.add_argument("--write", action="store_true", help="write the file")
-    diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    add_diagram_command(commands, "backtest")
     args = parser.parse_args(argv)
     if args.command == "run-local":
         return local.run_local(args)
@@ -53,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return recover_stale("backtest", None)
     if args.command == "dev":
         return run_dev_command(args)
-    from tools import diagram as diagram_tool
-
-    flags = ["--check"] if args.check else ["--write"] if args.write else []
-    return diagram_tool.main([*flags, "backtest"])
+    return run_diagram_command(args, "backtest")
 
 
 if __name__ == "__main__":

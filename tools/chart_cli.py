@@ -13,7 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import add_dev_command, recover_stale, run_dev_command
+from tools.common import (
+    add_dev_command,
+    add_diagram_command,
+    add_recover_command,
+    recover_stale,
+    run_dev_command,
+    run_diagram_command,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,18 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         ),
         record=True,
     )
-    stale = commands.add_parser(
-        "recover-stale",
+    add_recover_command(
+        commands,
         help="adopt or fail CHART_EXPORT steps RUNNING longer than the lease (the configured "
         "Firestore and GCS, as the deployed recover_stale_chart_steps function does)",
     )
-    stale.add_argument("--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS")
     add_dev_command(commands)
-    diagram = commands.add_parser(
-        "diagram", help="print the lifecycle diagram (--write: docs/chart_export-lifecycle.md)"
-    )
-    diagram.add_argument("--write", action="store_true", help="write the file")
-    diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    add_diagram_command(commands, "chart_export")
     args = parser.parse_args(argv)
     if args.command in ("run-local", "record"):
         return run_local.run(args, record=args.command == "record")
@@ -52,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dev":
         return run_dev_command(args)
     if args.command == "diagram":
-        from tools import diagram as diagram_tool
-
-        flags = ["--check"] if args.check else ["--write"] if args.write else []
-        return diagram_tool.main([*flags, "chart_export"])
+        return run_diagram_command(args, "chart_export")
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -8,6 +8,28 @@ import sys
 from typing import Any
 
 
+def add_recover_command(commands: Any, help: str) -> None:
+    """`recover-stale [--lease-seconds S]` on a step worker's command line."""
+    stale = commands.add_parser("recover-stale", help=help)
+    stale.add_argument("--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS")
+
+
+def add_diagram_command(commands: Any, worker: str) -> None:
+    """`diagram [--write] [--check]`: the worker's lifecycle diagram, drawn from its table."""
+    diagram = commands.add_parser(
+        "diagram", help=f"print the lifecycle diagram (--write: docs/{worker}-lifecycle.md)"
+    )
+    diagram.add_argument("--write", action="store_true", help="write the file")
+    diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+
+
+def run_diagram_command(args: argparse.Namespace, worker: str) -> int:
+    from tools import diagram
+
+    flags = ["--check"] if args.check else ["--write"] if args.write else []
+    return diagram.main([*flags, worker])
+
+
 def add_dev_command(commands: Any) -> None:
     """`dev up` on a command line's subparsers (`argparse._SubParsersAction`)."""
     from devstack import dev_up

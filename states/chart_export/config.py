@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from engine.config import Common, ConfigError, Env
 from states.chart_export.chart_api import PLANS, Account, Plan
+from states.flow_run.config import step_settings
 
 INVOCATION_TIMEOUT_S = 540.0
 FINALIZE_BUDGET_S = 60.0
@@ -71,14 +72,11 @@ class ChartConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ChartConfig:
         env = Env(environ)
-        bucket = env.bucket("ARTIFACTS_BUCKET")
-        assert bucket is not None
-        common = Common.read(
+        bucket, common = step_settings(
             env,
             invocation_timeout_s=INVOCATION_TIMEOUT_S,
             finalize_budget_s=FINALIZE_BUDGET_S,
-            lease_variable="STALE_STEP_LEASE_SECONDS",
-            lease_default_margin_s=LEASE_MARGIN_S,
+            lease_margin_s=LEASE_MARGIN_S,
         )
         mode: Mode = env.choice("CHARTS_API_MODE", "real", ("real", "mock", "record"))  # type: ignore[assignment]
         if mode == "record" and common.env.lower() in PRODUCTION_ENVS:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from engine.config import Common, ConfigError, Env
+from states.flow_run.config import step_settings
 
 INVOCATION_TIMEOUT_S = 780.0
 FINALIZE_BUDGET_S = 120.0
@@ -47,14 +48,11 @@ class LlmConfig:
     def from_env(cls, environ: Mapping[str, str], *, keyless: bool = False) -> LlmConfig:
         """`keyless`: run-local replaying cassettes needs no key, so none is required."""
         env = Env(environ)
-        bucket = env.bucket("ARTIFACTS_BUCKET")
-        assert bucket is not None
-        common = Common.read(
+        bucket, common = step_settings(
             env,
             invocation_timeout_s=INVOCATION_TIMEOUT_S,
             finalize_budget_s=FINALIZE_BUDGET_S,
-            lease_variable="STALE_STEP_LEASE_SECONDS",
-            lease_default_margin_s=LEASE_MARGIN_S,
+            lease_margin_s=LEASE_MARGIN_S,
         )
         allowed = tuple(
             model.strip() for model in (env.text("GEMINI_ALLOWED_MODELS") or "").split(",")
