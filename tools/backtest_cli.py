@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import add_dev_command, add_diagram_command, run_dev_command, run_diagram_command
+from tools.common import add_dev_command, add_diagram_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     add_dev_command(commands)
     add_diagram_command(commands, "backtest")
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        code: int = args.run(args)
+        return code
     if args.command == "run-local":
         return local.run_local(args)
     if args.command == "simulate":
@@ -47,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         from tools.common import recover_stale
 
         return recover_stale("backtest", None)
-    if args.command == "dev":
-        return run_dev_command(args)
-    return run_diagram_command(args, "backtest")
+    parser.error(f"unknown command {args.command}")
+    return 2
 
 
 if __name__ == "__main__":

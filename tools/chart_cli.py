@@ -13,14 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import (
-    add_dev_command,
-    add_diagram_command,
-    add_recover_command,
-    recover_stale,
-    run_dev_command,
-    run_diagram_command,
-)
+from tools.common import add_dev_command, add_diagram_command, add_recover_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,20 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_recover_command(
         commands,
+        "chart_export",
         help="adopt or fail CHART_EXPORT steps RUNNING longer than the lease (the configured "
         "Firestore and GCS, as the deployed recover_stale_chart_steps function does)",
     )
     add_dev_command(commands)
     add_diagram_command(commands, "chart_export")
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        code: int = args.run(args)
+        return code
     if args.command in ("run-local", "record"):
         return run_local.run(args, record=args.command == "record")
-    if args.command == "recover-stale":
-        return recover_stale("chart_export", args.lease_seconds)
-    if args.command == "dev":
-        return run_dev_command(args)
-    if args.command == "diagram":
-        return run_diagram_command(args, "chart_export")
     parser.error(f"unknown command {args.command}")
     return 2
 

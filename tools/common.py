@@ -1,5 +1,7 @@
-"""What every worker's command line shares: exit codes (COMMON.md §9), the stale-work scan and
-`dev up` (the local pipeline of all three workers, mounted on each command line alike)."""
+"""What every worker's command line shares: exit codes (COMMON.md §9), the stale-work scan,
+the diagram and `dev up` (the local pipeline of all three workers, mounted on each command line
+alike). A shared subcommand carries its own handler (`args.run`), so a command line only
+dispatches its own."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import sys
 from typing import Any
 
 
-def add_recover_command(commands: Any, help: str) -> None:
+def add_recover_command(commands: Any, worker: str, help: str) -> None:
     """`recover-stale [--lease-seconds S]` on a step worker's command line."""
     stale = commands.add_parser("recover-stale", help=help)
     stale.add_argument("--lease-seconds", type=float, help="default: STALE_STEP_LEASE_SECONDS")
+    stale.set_defaults(run=lambda args: recover_stale(worker, args.lease_seconds))
 
 
 def add_diagram_command(commands: Any, worker: str) -> None:
@@ -21,9 +24,10 @@ def add_diagram_command(commands: Any, worker: str) -> None:
     )
     diagram.add_argument("--write", action="store_true", help="write the file")
     diagram.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    diagram.set_defaults(run=lambda args: _diagram(args, worker))
 
 
-def run_diagram_command(args: argparse.Namespace, worker: str) -> int:
+def _diagram(args: argparse.Namespace, worker: str) -> int:
     from tools import diagram
 
     flags = ["--check"] if args.check else ["--write"] if args.write else []
@@ -36,19 +40,13 @@ def add_dev_command(commands: Any) -> None:
 
     dev = commands.add_parser("dev", help="the local development stack")
     dev_commands = dev.add_subparsers(dest="dev_command", required=True)
-    dev_up.add_arguments(
-        dev_commands.add_parser(
-            "up",
-            help="emulators, the Chart-IMG and Gemini stubs, every worker's function behind "
-            "its Eventarc-like trigger, and the pipeline demo",
-        )
+    up = dev_commands.add_parser(
+        "up",
+        help="emulators, the Chart-IMG and Gemini stubs, every worker's function behind "
+        "its Eventarc-like trigger, and the pipeline demo",
     )
-
-
-def run_dev_command(args: argparse.Namespace) -> int:
-    from devstack import dev_up
-
-    return dev_up.run(args)
+    dev_up.add_arguments(up)
+    up.set_defaults(run=dev_up.run)
 
 
 def recover_stale(worker: str, lease_seconds: float | None) -> int:

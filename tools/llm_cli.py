@@ -10,14 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import (
-    add_dev_command,
-    add_diagram_command,
-    add_recover_command,
-    recover_stale,
-    run_dev_command,
-    run_diagram_command,
-)
+from tools.common import add_dev_command, add_diagram_command, add_recover_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,20 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     run_local.add_arguments(record_parser)
     add_recover_command(
         commands,
+        "llm_client",
         help="finalize or fail LLM_REPORT steps RUNNING longer than the lease (uses the "
         "configured Firestore and GCS, as the deployed recover_stale_steps function does)",
     )
     add_dev_command(commands)
     add_diagram_command(commands, "llm_client")
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        code: int = args.run(args)
+        return code
     if args.command in ("run-local", "record"):
         return run_local.run(args, record=args.command == "record")
-    if args.command == "recover-stale":
-        return recover_stale("llm_client", args.lease_seconds)
-    if args.command == "dev":
-        return run_dev_command(args)
-    if args.command == "diagram":
-        return run_diagram_command(args, "llm_client")
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +19,7 @@ import compose
 from adapters.chart_usage import MemoryUsageStore
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
 from engine.cloudevent import Event
-from states.chart_export.chart_api import ChartAttempt
+from states.chart_export.chart_api import AttemptKind, ChartAttempt
 from states.chart_export.errors import STEP_CODES
 from tests.chart_export.test_lifecycle import (
     EVENT,
@@ -65,19 +65,7 @@ ANSWERS = st.lists(
     st.one_of(
         st.builds(
             ChartAttempt,
-            st.sampled_from(
-                [
-                    "ok",
-                    "invalid_image",
-                    "limit_exceeded",
-                    "rate_limited",
-                    "server_error",
-                    "network_error",
-                    "timeout",
-                    "rejected",
-                    "fixture_missing",
-                ]
-            ),
+            st.sampled_from(get_args(AttemptKind)),
             st.one_of(st.none(), st.integers(100, 599)),
             png=st.just(b"\x89PNG\r\n\x1a\n..."),
             retry_after_s=st.one_of(st.none(), st.floats(0, 5000)),
