@@ -6,7 +6,36 @@ import os
 import platform
 import subprocess
 
-from bench import cold_start, memory, noop, storm, success
+from bench import (
+    backtest_cold_start,
+    backtest_engine,
+    backtest_job,
+    backtest_memory,
+    chart_cold_start,
+    chart_render,
+    chart_reservations,
+    cold_start,
+    memory,
+    noop,
+    storm,
+    success,
+)
+
+# The LLM worker's, then the chart worker's, then the backtest worker's.
+ALL = (
+    cold_start,
+    noop,
+    success,
+    storm,
+    memory,
+    chart_cold_start,
+    chart_render,
+    chart_reservations,
+    backtest_cold_start,
+    backtest_engine,
+    backtest_job,
+    backtest_memory,
+)
 
 
 def machine() -> str:
@@ -30,7 +59,7 @@ def machine() -> str:
 
 def main() -> None:
     print(f"machine: {machine()}")
-    for module in (cold_start, noop, success, storm, memory):
+    for module in ALL:
         print(f"\n## {module.__name__}")
         module.main()
 
