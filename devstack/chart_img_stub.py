@@ -23,12 +23,13 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
+from devstack.loopback import LoopbackHttpServer
 from states.chart_export.chart_api import (
     CHART_IMG_INTERVALS,
     CHART_IMG_SYMBOL_RE,
@@ -39,7 +40,6 @@ from states.chart_export.chart_api import (
     Plan,
 )
 
-LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUB_PNG_PATH = REPO_ROOT / "contracts" / "chart_export" / "fixtures" / "stub_chart_400x300.png"
 CHART_PATH = "/v2/tradingview/advanced-chart"
@@ -363,14 +363,17 @@ def _utc_rfc3339() -> str:
 # --- the server ----------------------------------------------------------------------------------
 
 
-class ChartImgStub:
+class ChartImgStub(LoopbackHttpServer):
     """ThreadingHTTPServer on a free loopback port, configured per test.
 
     All mutable state sits behind one lock; a handler takes its decision (and records the
     request) under the lock, then sleeps and writes outside it.
     """
 
+    name = "chart-img-stub"
+
     def __init__(self, png_path: Path = STUB_PNG_PATH) -> None:
+        super().__init__()
         self._png = png_path.read_bytes()
         if not self._png.startswith(PNG_MAGIC):
             raise ValueError(f"{png_path} is not a PNG")
@@ -378,48 +381,11 @@ class ChartImgStub:
         self._config = _parse_config(DEFAULT_PLAN, None, None)
         self._seen: list[dict[str, Any]] = []
         self._total = 0
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> ChartImgStub:
-        server = ThreadingHTTPServer((LOOPBACK, 0), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="chart-img-stub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers sleeping on a scripted delay
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ChartImgStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("chart-img stub is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     @property
     def png(self) -> bytes:
@@ -530,7 +496,7 @@ class ChartImgStub:
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
-            self._stopping.wait(seconds)
+            self.stopping.wait(seconds)
 
     def _control(self, method: str, path: str, raw: bytes) -> _Answer:
         if method == "GET" and path == "/__stub/state":

@@ -14,11 +14,11 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.services import LOOPBACK
+from devstack.loopback import LOOPBACK, LoopbackHttpServer
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110 §7.6.1); the rest pass through.
 _HOP_BY_HOP = frozenset(
@@ -47,43 +47,26 @@ class Fault:
         return self.path is None or re.search(self.path, target) is not None
 
 
-class FaultProxy:
+class FaultProxy(LoopbackHttpServer):
     """Forwards to `upstream` (`http://host:port`) unless a scripted fault matches."""
 
+    name = "fault-proxy"
+
     def __init__(self, upstream: str) -> None:
+        super().__init__()
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or LOOPBACK, parts.port or 80)
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.injected: list[tuple[str, str, int | None]] = []
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "proxy not started"
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        """What to point a client at instead of `upstream`."""
+        return self.base_url
 
-    def start(self) -> FaultProxy:
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fault-proxy", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     def inject(self, fault: Fault) -> Fault:
         with self._lock:

@@ -14,10 +14,10 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-LOOPBACK = "127.0.0.1"
+from devstack.loopback import LoopbackHttpServer
 
 DEFAULT_USAGE: dict[str, Any] = {
     "promptTokenCount": 287,
@@ -95,59 +95,25 @@ EXHAUSTED_REPLY = error(
 )
 
 
-class GeminiStub:
+class GeminiStub(LoopbackHttpServer):
     """ThreadingHTTPServer on a free loopback port answering with scripted replies.
 
     Each request is handled on its own thread, so a delayed reply never holds up others.
     """
 
+    name = "gemini-stub"
+
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self._records: list[RecordedRequest] = []
         self._default: Reply = EXHAUSTED_REPLY
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> GeminiStub:
-        server = ThreadingHTTPServer((LOOPBACK, 0), _make_handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="gemini-stub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers sleeping on a delay
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> GeminiStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("gemini stub is not running")
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     # -- scripting -----------------------------------------------------------------------
 
@@ -189,7 +155,7 @@ class GeminiStub:
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
-            self._stopping.wait(seconds)
+            self.stopping.wait(seconds)
 
 
 def _make_handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:

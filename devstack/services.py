@@ -26,9 +26,10 @@ from urllib.parse import quote
 
 import requests
 
+from devstack.loopback import LOOPBACK
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECT = "demo-tda"
-LOOPBACK = "127.0.0.1"
 
 FIRESTORE_INSTALL_HINT = (
     "The Cloud Firestore emulator is not installed. Install the Debian package "
