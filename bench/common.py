@@ -118,7 +118,7 @@ t3 = time.perf_counter()
 getattr(entry, sys.argv[1])(event)
 t4 = time.perf_counter()
 heavy = json.loads(sys.argv[4])
-loaded = sorted(h for h in heavy if any(n == h or n.startswith(h + ".") for n in sys.modules))
+loaded = sorted(h for h in heavy if any(n.startswith(h) for n in sys.modules))
 ms = lambda seconds: seconds * 1000
 print(json.dumps({"framework": ms(t1 - t0), "import": ms(t2 - t1), "event": ms(t4 - t3),
                   "loaded": loaded}))
@@ -133,7 +133,8 @@ def cold_probe(
 ) -> dict[str, Any]:
     """One fresh process handing `entry.<function>` one event: milliseconds for importing
     functions-framework (`framework`, the runtime's), `entry.py` (`import`) and the event
-    (`event`), and which of the `heavy` module prefixes the event loaded (`loaded`)."""
+    (`event`), and which of the `heavy` prefixes some loaded module name starts with
+    (`loaded`: `grpc` also stands for `grpc_status`)."""
     import json
     import subprocess
     import sys

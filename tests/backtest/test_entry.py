@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 from typing import Any
 
 import functions_framework
@@ -18,6 +16,7 @@ import pytest
 
 import compose
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
+from bench.common import cold_probe
 from devstack.cloudevents import firestore_created_event
 from devstack.services import REPO_ROOT
 from tests.backtest.test_lifecycle import (
@@ -83,16 +82,6 @@ def test_sweep_stale_jobs_answers_the_sweep_summary(monkeypatch):
     assert json.loads(response.data) == {"scanned": 1, "completed": 0, "failed": 1, "skipped": 0}
 
 
-COLD = r"""
-import json, sys
-import functions_framework
-import entry
-from cloudevents.http import CloudEvent
-attrs = json.loads(sys.argv[1])
-entry.on_backtest_job_written(CloudEvent(attrs, bytes.fromhex(sys.argv[2])))
-print(json.dumps(sorted(sys.modules)))
-"""
-
 HEAVY = (
     "google.cloud.firestore",
     "google.cloud.storage",
@@ -108,16 +97,9 @@ HEAVY = (
 
 
 def cold_modules(headers: dict[str, str], body: bytes, **env: str) -> set[str]:
-    attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
-    done = subprocess.run(
-        [sys.executable, "-c", COLD, json.dumps(attrs), body.hex()],
-        cwd=REPO_ROOT,
-        env={"PATH": "/usr/bin:/bin", "GCP_PROJECT": PROJECT, "LOG_LEVEL": "ERROR", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+    """The HEAVY prefixes a fresh instance loaded handling this one event."""
+    probe = cold_probe("on_backtest_job_written", (headers, body), env, HEAVY)
+    return set(probe["loaded"])
 
 
 @pytest.mark.parametrize(
@@ -133,8 +115,7 @@ def test_an_ignored_event_on_a_cold_instance_imports_no_google_client(attributes
         document=inline_job(),
         **attributes,
     )
-    loaded = cold_modules(headers, body)
-    assert not {name for name in loaded if name.startswith(HEAVY)}
+    assert cold_modules(headers, body) == set()
 
 
 def test_a_noop_read_from_firestore_loads_only_the_firestore_client(firestore, firestore_emulator):
@@ -144,4 +125,4 @@ def test_a_noop_read_from_firestore_loads_only_the_firestore_client(firestore, f
     loaded = cold_modules(headers, body, FIRESTORE_EMULATOR_HOST=firestore_emulator.host)
     assert "google.cloud.firestore" in loaded
     unexpected = HEAVY[1:2] + HEAVY[4:]
-    assert not {name for name in loaded if name.startswith(unexpected)}
+    assert not loaded & set(unexpected)
