@@ -414,10 +414,21 @@ plan() {
 RUNTIME_MEMBER="serviceAccount:$RUNTIME_SA"
 TRIGGER_MEMBER="serviceAccount:$TRIGGER_SA"
 
+# plan_bucket_role NOTE BUCKET ROLE: one role for the runtime account on one bucket (profiles).
+plan_bucket_role() {
+  plan "runtime SA: $1" \
+    gcloud storage buckets add-iam-policy-binding "gs://$2" \
+    "--member=$RUNTIME_MEMBER" "--role=roles/$3" "--project=$PROJECT" --condition=None
+}
+
 plan "runtime SA: read/write Firestore documents (project level)" \
   gcloud projects add-iam-policy-binding "$PROJECT" "--member=$RUNTIME_MEMBER" \
   --role=roles/datastore.user --condition=None
 profile_plan_iam
+# The secret the functions mount (profile_secret), and no other.
+[[ -z "$SECRET_NAME" ]] || plan "runtime SA: read the secret '$SECRET_NAME' ($SECRET_ENV) only" \
+  gcloud secrets add-iam-policy-binding "$SECRET_NAME" "--member=$RUNTIME_MEMBER" \
+  --role=roles/secretmanager.secretAccessor "--project=$PROJECT" --condition=None
 plan "trigger SA: receive Eventarc events (project level)" \
   gcloud projects add-iam-policy-binding "$PROJECT" "--member=$TRIGGER_MEMBER" \
   --role=roles/eventarc.eventReceiver --condition=None

@@ -120,10 +120,8 @@ profile_secret() {
 # The runtime account's bindings beyond Firestore (deploy.sh plans datastore.user itself).
 profile_plan_iam() {
   if [[ -n "$HISTORY_BUCKET" ]]; then
-    plan "runtime SA: read the history CSVs in gs://$HISTORY_BUCKET (that bucket only, read only)" \
-      gcloud storage buckets add-iam-policy-binding "gs://$HISTORY_BUCKET" \
-      "--member=$RUNTIME_MEMBER" --role=roles/storage.objectViewer "--project=$PROJECT" \
-      --condition=None
+    plan_bucket_role "read the history CSVs in gs://$HISTORY_BUCKET (that bucket only, read only)" \
+      "$HISTORY_BUCKET" storage.objectViewer
   fi
 }
 

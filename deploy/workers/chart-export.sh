@@ -127,21 +127,14 @@ profile_secret() {
   SECRET_REF="projects/$PROJECT/secrets/$SECRET_NAME:$CHARTS_SECRET_VERSION"
 }
 
-# The runtime account's bindings beyond Firestore (deploy.sh plans datastore.user itself).
+# The runtime account's bindings beyond Firestore and the secret (deploy.sh plans those).
 profile_plan_iam() {
   # Create and view only: PNGs and manifests are create-only, so the worker must not be able
   # to overwrite or delete anything, whatever a bug asks for.
-  plan "runtime SA: create objects in gs://$ARTIFACTS_BUCKET (never overwrite or delete)" \
-    gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
-    "--member=$RUNTIME_MEMBER" --role=roles/storage.objectCreator "--project=$PROJECT" \
-    --condition=None
-  plan "runtime SA: look up PNGs and read manifests in gs://$ARTIFACTS_BUCKET" \
-    gcloud storage buckets add-iam-policy-binding "gs://$ARTIFACTS_BUCKET" \
-    "--member=$RUNTIME_MEMBER" --role=roles/storage.objectViewer "--project=$PROJECT" \
-    --condition=None
-  plan "runtime SA: read the Chart-IMG accounts secret '$SECRET_NAME' only" \
-    gcloud secrets add-iam-policy-binding "$SECRET_NAME" "--member=$RUNTIME_MEMBER" \
-    --role=roles/secretmanager.secretAccessor "--project=$PROJECT" --condition=None
+  plan_bucket_role "create objects in gs://$ARTIFACTS_BUCKET (never overwrite or delete)" \
+    "$ARTIFACTS_BUCKET" storage.objectCreator
+  plan_bucket_role "look up PNGs and read manifests in gs://$ARTIFACTS_BUCKET" \
+    "$ARTIFACTS_BUCKET" storage.objectViewer
 }
 
 # Steps after the functions and the schedule (none for this worker).
