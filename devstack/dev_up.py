@@ -297,6 +297,13 @@ def chart_accounts() -> list[dict[str, Any]]:
     return [{"id": DEV_CHART_ACCOUNT, "apiKey": DEV_CHART_KEY, "dailyLimit": DEV_CHART_DAILY_LIMIT}]
 
 
+def demo_account(stub: ChartImgStub) -> ChartImgStub:
+    """The stub knows the key of `chart_accounts()`, with a fresh day's quota."""
+    account = {"accountId": DEV_CHART_ACCOUNT, "dailyLimit": DEV_CHART_DAILY_LIMIT, "usedToday": 0}
+    stub.configure(DEV_CHART_PLAN, {DEV_CHART_KEY: account})
+    return stub
+
+
 def worker_env(
     trigger: Trigger, base: Mapping[str, str], bucket: str, gemini: str, charts: str
 ) -> dict[str, str]:
@@ -455,17 +462,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None], flag: _StopFlag) 
         gcs_server = FakeGcs(port=args.gcs_port, log_dir=log_dir)
         gemini = stack.enter_context(GeminiStub())
         gemini.set_default(ok(json.dumps(DEMO_REPORT)))
-        charts = stack.enter_context(ChartImgStub())
-        charts.configure(
-            DEV_CHART_PLAN,
-            {
-                DEV_CHART_KEY: {
-                    "accountId": DEV_CHART_ACCOUNT,
-                    "dailyLimit": DEV_CHART_DAILY_LIMIT,
-                    "usedToday": 0,
-                }
-            },
-        )
+        charts = demo_account(stack.enter_context(ChartImgStub()))
         base = {
             "FIRESTORE_EMULATOR_HOST": emulator.host,
             "STORAGE_EMULATOR_HOST": gcs_server.endpoint,

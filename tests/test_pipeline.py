@@ -56,17 +56,8 @@ def test_charts_rendered_then_the_report_made_from_them(
     firestore, gcs, gemini, function_server_factory
 ):
     gemini.set_default(ok(json.dumps(dev_up.DEMO_REPORT)))
-    with ChartImgStub() as charts:
-        charts.configure(
-            dev_up.DEV_CHART_PLAN,
-            {
-                dev_up.DEV_CHART_KEY: {
-                    "accountId": dev_up.DEV_CHART_ACCOUNT,
-                    "dailyLimit": dev_up.DEV_CHART_DAILY_LIMIT,
-                    "usedToday": 0,
-                }
-            },
-        )
+    with ChartImgStub() as server:
+        charts = dev_up.demo_account(server)
         servers = {
             trigger.worker: function_server_factory(
                 dev_up.worker_env(trigger, {}, BUCKET, gemini.base_url, charts.base_url),
