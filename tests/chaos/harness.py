@@ -12,12 +12,14 @@ import io
 import json
 import os
 import random
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
@@ -446,6 +448,52 @@ def claims(servers: Iterable[FunctionServer], marks: Iterable[LogMark]) -> Count
             if record.get("event") == "claim_attempt":
                 counts[f"won:{record.get('runId')}" if record.get("claimed") else "lost"] += 1
     return counts
+
+
+# gunicorn's arbiter, on reaping a worker that died of a signal.
+SIGKILLED = re.compile(r"Worker \(pid:(\d+)\) was sent SIGKILL")
+
+
+@dataclass(frozen=True)
+class Crasher:
+    """A function instance that SIGKILLs itself on entering any hooked state, once per marker.
+
+    engine/faults.py writes each marker with the pid it then kills. Two threads of the instance
+    can reach armed states together and die in one kill, so markers and kills are matched by
+    process, not counted against each other.
+    """
+
+    server: FunctionServer
+    once: Path
+    hooked: tuple[str, ...]
+
+    @staticmethod
+    def env(once: Path, hooked: Sequence[str]) -> dict[str, str]:
+        return {"WORKER_TEST_CRASH_AT": ",".join(hooked), "WORKER_TEST_CRASH_ONCE_DIR": str(once)}
+
+    def arm(self, doc_id: str, unit_id: str, *states: str) -> None:
+        """Only `states` stay armed for this unit: every other marker is used up in advance."""
+        for state in self.hooked:
+            if state not in states:
+                (self.once / f"{doc_id}.{unit_id}.{state}").touch()
+
+    def markers(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.once.iterdir() if not p.name.startswith("."))
+
+    def crashes(self, since: frozenset[str]) -> dict[str, int]:
+        """The markers the instance wrote after `since`, each with the pid it killed."""
+        return {name: int((self.once / name).read_text()) for name in self.markers() - since}
+
+    def kills(self, mark: LogMark) -> list[int]:
+        """The pids gunicorn reports SIGKILLed since `mark`, one per kill."""
+        return [int(pid) for pid in SIGKILLED.findall(self.server.log_text(mark))]
+
+    def mismatch(self, since: frozenset[str], mark: LogMark) -> list[str]:
+        """Violations unless every crash killed its process and every kill was a crash."""
+        crashed, killed = set(self.crashes(since).values()), self.kills(mark)
+        if crashed == set(killed) and len(killed) == len(set(killed)):
+            return []
+        return [f"crash markers name pids {sorted(crashed)} but SIGKILLs hit {sorted(killed)}"]
 
 
 def log_sources(servers: Iterable[FunctionServer]) -> dict[str, str]:

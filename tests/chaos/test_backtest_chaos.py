@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +34,7 @@ from devstack.cloudevents import firestore_created_event
 from devstack.services import FunctionServer
 from engine.clock import utc_now
 from tests.backtest.vectors import VECTOR_DIR, load_vector
-from tests.chaos.harness import Deliveries, figures, wait_for
+from tests.chaos.harness import Crasher, Deliveries, figures, wait_for
 from tests.conftest import PROJECT
 from wheelsim import result_sha256
 
@@ -109,21 +108,6 @@ def make_jobs() -> list[ChaosJob]:
     ]
 
 
-@dataclass(frozen=True)
-class Crasher:
-    server: FunctionServer
-    once: Path
-
-    def arm(self, job: ChaosJob) -> None:
-        """Only the job's own states stay armed: every other marker is used up in advance."""
-        for state in HOOKED:
-            if state not in job.crash_at:
-                (self.once / f"{job.job_id}.unit.{state}").touch()
-
-    def markers(self) -> int:
-        return len(list(self.once.iterdir()))
-
-
 @pytest.fixture(scope="module")
 def healthy(function_server_factory) -> list[FunctionServer]:
     return [
@@ -135,13 +119,8 @@ def healthy(function_server_factory) -> list[FunctionServer]:
 @pytest.fixture(scope="module")
 def crasher(function_server_factory, tmp_path_factory) -> Crasher:
     once = tmp_path_factory.mktemp("bt-crash-once")
-    env = {
-        **ENV,
-        "INSTANCE": "bt-chaos-crash",
-        "WORKER_TEST_CRASH_AT": ",".join(HOOKED),
-        "WORKER_TEST_CRASH_ONCE_DIR": str(once),
-    }
-    return Crasher(function_server_factory(env, target="on_backtest_job_written"), once)
+    env = {**ENV, "INSTANCE": "bt-chaos-crash", **Crasher.env(once, HOOKED)}
+    return Crasher(function_server_factory(env, target="on_backtest_job_written"), once, HOOKED)
 
 
 class Watch:
@@ -241,7 +220,7 @@ def test_crashes_at_each_stage_duplicates_across_processes_then_the_sweeper(
     bucket = gcs.create_bucket(BUCKET)
     bucket.blob(HISTORY["objectName"]).upload_from_string(HISTORY["content"].encode())
     for job in jobs:
-        crasher.arm(job)
+        crasher.arm(job.job_id, "unit", *job.crash_at)
     armed = crasher.markers()
     marks = [server.mark() for server in (crasher.server, *healthy)]
     deliveries = Deliveries()
@@ -297,12 +276,12 @@ def test_crashes_at_each_stage_duplicates_across_processes_then_the_sweeper(
         wait_for(lambda: watch.seen() == final, 10, lambda: "the listener fell behind")
         violations += watch.violations()
 
-    crashes = crasher.markers() - armed
+    crashes = len(crasher.crashes(armed))
     logs = [
         server.log_text(mark)
         for server, mark in zip((crasher.server, *healthy), marks, strict=True)
     ]
-    sigkills = logs[0].count("was sent SIGKILL")
+    sigkills = len(crasher.kills(marks[0]))
     runs = engine_runs([*logs, sink.getvalue()])
     job_docs, results = after
     violations += [f"engine ran {n} times for {j}" for j, n in runs.items() if n > 1]
@@ -326,8 +305,7 @@ def test_crashes_at_each_stage_duplicates_across_processes_then_the_sweeper(
                 violations.append(f"{job.job_id}: its result is not its own or not intact")
         if doc.get("status") == "completed" and runs[job.job_id] != 1:
             violations.append(f"{job.job_id}: completed after {runs[job.job_id]} engine runs")
-    if crashes != sigkills:
-        violations.append(f"{crashes} crash markers but {sigkills} SIGKILLs")
+    violations += crasher.mismatch(armed, marks[0])
     for text in (*logs, sink.getvalue()):
         if UID in text:
             violations.append("the uid reached a log")

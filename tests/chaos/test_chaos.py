@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from devstack.services import FunctionServer, LogMark
 from tests.chaos.harness import (
     BUCKET,
     ChaosRun,
+    Crasher,
     Deliveries,
     Outages,
     StepHistory,
@@ -226,33 +226,11 @@ EXPECTED_CALLS = {state: 0 if state in CRASH_STATES[1:4] else 1 for state in CRA
 HOOKED = (*CRASH_STATES, "RUNNING_adopt")
 
 
-@dataclass(frozen=True)
-class Crasher:
-    """An instance that SIGKILLs itself on entering any hooked state, once per marker."""
-
-    server: FunctionServer
-    once: Path
-
-    def arm(self, run: ChaosRun, *states: str) -> None:
-        """Only `states` stay armed for this run: every other marker is used up in advance."""
-        for state in HOOKED:
-            if state not in states:
-                (self.once / f"{run.run_id}.{run.step_id}.{state}").touch()
-
-    def markers(self) -> int:
-        return len(list(self.once.iterdir()))
-
-
 @pytest.fixture(scope="module")
 def crasher(function_server_factory, tmp_path_factory) -> Crasher:
     once = tmp_path_factory.mktemp("crash-once")
-    env = {
-        **BASE_ENV,
-        "INSTANCE": "chaos-crash",
-        "WORKER_TEST_CRASH_AT": ",".join(HOOKED),
-        "WORKER_TEST_CRASH_ONCE_DIR": str(once),
-    }
-    return Crasher(function_server_factory(env), once)
+    env = {**BASE_ENV, "INSTANCE": "chaos-crash", **Crasher.env(once, HOOKED)}
+    return Crasher(function_server_factory(env), once, HOOKED)
 
 
 def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
@@ -266,7 +244,8 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
     # only. The finalize run also crashes once more, on entering recover, on its redelivery.
     for run in runs:
         state = target[run.run_id]
-        crasher.arm(run, state, *(["RUNNING_adopt"] if state == "RUNNING_finalize" else []))
+        also = ["RUNNING_adopt"] if state == "RUNNING_finalize" else []
+        crasher.arm(run.run_id, run.step_id, state, *also)
     armed_before = crasher.markers()
     seed_registries(firestore)
     seed_objects(gcs, runs)
@@ -303,13 +282,13 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
         history.wait_caught_up(firestore, runs)
         after = fingerprint(firestore, runs)
 
-    crashes = crasher.markers() - armed_before
-    sigkills = crash.log_text(log_mark).count("was sent SIGKILL")
+    crashes = len(crasher.crashes(armed_before))
+    sigkills = len(crasher.kills(log_mark))
     sources = {**log_sources([crash, *servers]), "recovery log": recovery_log.getvalue()}
     result = audit(firestore, gcs, runs, sources=sources, texts=forbidden_texts(reply=marker))
     final = steps(firestore, runs)
     violations = mid.violations + result.violations + history.violations()
-    violations += changed(before, after)
+    violations += changed(before, after) + crasher.mismatch(armed_before, log_mark)
     if running_before != expected_running:
         violations.append(f"RUNNING before recovery: {sorted(running_before)}")
     for run in runs:
@@ -403,7 +382,7 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
     random.Random(SEED).shuffle(plan)
     target = {run.run_id: state for run, state in zip(runs, plan, strict=True)}
     for run in runs:
-        crasher.arm(run, *filter(None, [target[run.run_id]]))
+        crasher.arm(run.run_id, run.step_id, *filter(None, [target[run.run_id]]))
     armed_before = crasher.markers()
     seed_registries(firestore)
     seed_objects(gcs, runs)
@@ -445,8 +424,7 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
         history.wait_caught_up(firestore, runs)
         after = fingerprint(firestore, runs)
 
-    crashes = crasher.markers() - armed_before
-    sigkills = crasher.server.log_text(mark).count("was sent SIGKILL")
+    crashes = len(crasher.crashes(armed_before))
     sources = {**log_sources([crasher.server, *servers]), "recovery log": recovery_log.getvalue()}
     result = audit(firestore, gcs, runs, sources=sources, texts=forbidden_texts(reply=marker))
     per_run = calls_per_run(gemini.requests, runs)
@@ -456,8 +434,7 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
     ]
     violations += [f"{rid}: {n} Gemini calls" for rid, n in per_run.items() if n > 1]
     violations += [f"stale replay answered {s}" for s in replay_status if s != 200]
-    if crashes != sigkills:
-        violations.append(f"{crashes} crash markers but {sigkills} SIGKILLs")
+    violations += crasher.mismatch(armed_before, mark)
     if stats.gave_up:
         violations.append(f"bridge gave up on {stats.gave_up} deliveries")
     if model.calls:

@@ -34,7 +34,7 @@ from devstack.chart_img_stub import ChartImgStub
 from devstack.cloudevents import firestore_update_event
 from devstack.services import FunctionServer
 from states.chart_export.chart_api import Account, ChartAttempt, ChartRequest
-from tests.chaos.harness import Deliveries, figures, leaks, wait_for
+from tests.chaos.harness import Crasher, Deliveries, figures, leaks, wait_for
 from tests.conftest import PROJECT
 from tests.contracts import load
 
@@ -154,15 +154,9 @@ def test_quota_races_duplicates_and_crashes_at_every_stage(
         for n in ("a", "b", "c")
     ]
     once = Path(tmp_path_factory.mktemp("chart-crash-once"))
-    crash = function_server_factory(
-        {
-            **base,
-            "INSTANCE": "chart-crash",
-            "WORKER_TEST_CRASH_AT": ",".join(HOOKED),
-            "WORKER_TEST_CRASH_ONCE_DIR": str(once),
-        },
-        target=TARGET,
-    )
+    env_crash = {**base, "INSTANCE": "chart-crash", **Crasher.env(once, HOOKED)}
+    crasher = Crasher(function_server_factory(env_crash, target=TARGET), once, HOOKED)
+    crash = crasher.server
     for template_id in TEMPLATES:
         document = load(f"chart_export/chart-templates/{template_id}.json")
         firestore.collection("chart_templates").document(template_id).set(document)
@@ -177,19 +171,17 @@ def test_quota_races_duplicates_and_crashes_at_every_stage(
         doc = flow_run(run_id, 1)
         (step_id,) = [s for s, v in doc["steps"].items() if v["stepType"] == "CHART_EXPORT"]
         target[(run_id, step_id)] = state
-        armed = {state, "RUNNING_adopt"} if state == "RUNNING_finalize" else {state}
-        for hooked in HOOKED:
-            if hooked not in armed:
-                (once / f"{run_id}.{step_id}.{hooked}").touch()
+        also = ["RUNNING_adopt"] if state == "RUNNING_finalize" else []
+        crasher.arm(run_id, step_id, state, *also)
         firestore.collection("flow_runs").document(run_id).set(doc)
-    armed_before = len(list(once.iterdir()))
+    armed_before = crasher.markers()
     deliveries = Deliveries()
     for run_id in crash_ids:
         doc = firestore.collection("flow_runs").document(run_id).get().to_dict()
         event = firestore_update_event(project=PROJECT, run_id=run_id, document=doc)
         for url in (crash.url, crash.url, servers[0].url, crash.url):
             deliveries.post(url, event)
-    kills = len(list(once.iterdir())) - armed_before
+    kills = len(crasher.crashes(armed_before))
 
     sink = io.StringIO()
     recovery_api = NoCall()
@@ -306,7 +298,8 @@ def test_quota_races_duplicates_and_crashes_at_every_stage(
     violations += [f"{step}: claimed {n} times" for step, n in won.items() if n > 1]
     if recovery_api.calls:
         violations.append("stale recovery called Chart-IMG")
-    sigkills = crash.log_text(marks[-1]).count("was sent SIGKILL")
+    sigkills = len(crasher.kills(marks[-1]))
+    violations += crasher.mismatch(armed_before, marks[-1])
     texts = {f"key of {a['id']}": a["apiKey"] for a in ACCOUNTS}
     sources = {f"function :{s.port} log": s.log_text() for s in (*servers, crash)}
     sources["recovery log"] = sink.getvalue()
