@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from tools.common import add_dev_command, add_diagram_command
+from tools.common import add_dev_command, add_diagram_command, recover_stale, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,38 +21,25 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     from tools import backtest_run_local as local
 
-    local.add_run_local_arguments(
-        commands.add_parser("run-local", help="run one job with no cloud service")
-    )
+    run_parser = commands.add_parser("run-local", help="run one job with no cloud service")
+    local.add_run_local_arguments(run_parser)
+    run_parser.set_defaults(run=local.run_local)
     simulate = commands.add_parser(
         "simulate",
         help="run engine 1.0.0 on a configUsed (inline prices); print the canonical "
         "backtestResult and its sha256",
     )
-    simulate.add_argument("config", help="configUsed JSON (or a job holding one)")
-    commands.add_parser(
+    simulate.add_argument("config", type=Path, help="configUsed JSON (or a job holding one)")
+    simulate.set_defaults(run=lambda args: local.simulate_config(args.config))
+    sweep = commands.add_parser(
         "sweep-stale",
         help="fail running jobs past their lease, complete those whose result exists "
         "(uses the configured Firestore, as the deployed sweep_stale_jobs does)",
     )
+    sweep.set_defaults(run=lambda args: recover_stale("backtest", None))
     add_dev_command(commands)
     add_diagram_command(commands, "backtest")
-    args = parser.parse_args(argv)
-    if hasattr(args, "run"):
-        code: int = args.run(args)
-        return code
-    if args.command == "run-local":
-        return local.run_local(args)
-    if args.command == "simulate":
-        from pathlib import Path
-
-        return local.simulate_config(Path(args.config))
-    if args.command == "sweep-stale":
-        from tools.common import recover_stale
-
-        return recover_stale("backtest", None)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

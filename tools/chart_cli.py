@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import add_dev_command, add_diagram_command, add_recover_command
+from tools.common import add_dev_command, add_diagram_command, add_recover_command, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,17 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     from tools import chart_run_local as run_local
 
-    run_local.add_arguments(
-        commands.add_parser("run-local", help="execute one CHART_EXPORT step, no cloud service")
+    run_parser = commands.add_parser(
+        "run-local", help="execute one CHART_EXPORT step, no cloud service"
     )
-    run_local.add_arguments(
-        commands.add_parser(
-            "record",
-            help="run-local against the real Chart-IMG API, saving answers as fixtures "
-            "(spends real quota; needs accounts)",
-        ),
-        record=True,
+    run_local.add_arguments(run_parser)
+    run_parser.set_defaults(run=lambda args: run_local.run(args, record=False))
+    record_parser = commands.add_parser(
+        "record",
+        help="run-local against the real Chart-IMG API, saving answers as fixtures "
+        "(spends real quota; needs accounts)",
     )
+    run_local.add_arguments(record_parser, record=True)
+    record_parser.set_defaults(run=lambda args: run_local.run(args, record=True))
     add_recover_command(
         commands,
         "chart_export",
@@ -40,14 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dev_command(commands)
     add_diagram_command(commands, "chart_export")
-    args = parser.parse_args(argv)
-    if hasattr(args, "run"):
-        code: int = args.run(args)
-        return code
-    if args.command in ("run-local", "record"):
-        return run_local.run(args, record=args.command == "record")
-    parser.error(f"unknown command {args.command}")
-    return 2
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """What every worker's command line shares: exit codes (COMMON.md §9), the stale-work scan,
 the diagram and `dev up` (the local pipeline of all three workers, mounted on each command line
-alike). A shared subcommand carries its own handler (`args.run`), so a command line only
-dispatches its own."""
+alike). Every subcommand, shared or not, carries its own handler (`args.run`), which `run`
+calls: a command line declares its subcommands and never dispatches by name."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Any
+
+
+def run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse `argv` and run the chosen subcommand's handler; its exit code is the process's."""
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
 
 
 def add_recover_command(commands: Any, worker: str, help: str) -> None:

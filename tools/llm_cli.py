@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.common import add_dev_command, add_diagram_command, add_recover_command
+from tools.common import add_dev_command, add_diagram_command, add_recover_command, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,10 +20,12 @@ def main(argv: list[str] | None = None) -> int:
 
     run_parser = commands.add_parser("run-local", help="execute one step with no cloud services")
     run_local.add_arguments(run_parser)
+    run_parser.set_defaults(run=lambda args: run_local.run(args, record=False))
     record_parser = commands.add_parser(
         "record", help="run-local against the real Gemini API, saving responses as cassettes"
     )
     run_local.add_arguments(record_parser)
+    record_parser.set_defaults(run=lambda args: run_local.run(args, record=True))
     add_recover_command(
         commands,
         "llm_client",
@@ -32,14 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dev_command(commands)
     add_diagram_command(commands, "llm_client")
-    args = parser.parse_args(argv)
-    if hasattr(args, "run"):
-        code: int = args.run(args)
-        return code
-    if args.command in ("run-local", "record"):
-        return run_local.run(args, record=args.command == "record")
-    parser.error(f"unknown command {args.command}")
-    return 2
+    return run(parser, argv)
 
 
 if __name__ == "__main__":
