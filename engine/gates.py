@@ -57,7 +57,9 @@ class Lost:
 
 @dataclass(frozen=True)
 class Unknown:
-    """The claim may be on the unit: write nothing more; lease recovery finishes it."""
+    """The claim may be on the unit: write nothing more; lease recovery finishes it.
+
+    `claim` has already logged `claim_outcome_unknown` and ended the unit's invocation."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,13 @@ def claim(
     try:
         result = unit.ports.store.update(collection, unit.doc_id, patch, gate, CLAIM_TIMEOUT_S)
     except WriteOutcomeUnknown:
+        # COMMON.md §3: an ambiguous claim is never taken for "not claimed". The same for every
+        # worker: say so once, write nothing more and end; the deployed lease recovery finishes
+        # the unit if the claim landed.
+        unit.log.error(
+            "claim_outcome_unknown", claimStartedAt=claim.token, reason="firestore_error"
+        )
+        unit.ended = "claim_outcome_unknown"
         return Unknown()
     except StoreUnavailable as exc:
         return Unavailable(exc.message)

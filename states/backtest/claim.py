@@ -51,8 +51,6 @@ def enter(unit: JobUnit, job: ValidJob) -> Next:
             unit.noop = NoOp.CLAIM_CONFLICT
             return "lost", None
         case gates.Unknown():
-            unit.log.error("claim_outcome_unknown", claimStartedAt=token, reason="firestore_error")
-            unit.ended = "claim_outcome_unknown"
             return "unknown", None
         case gates.Unavailable(message=message):
             unit.log.error("job_claim_failed", reason="firestore_error")

@@ -44,10 +44,7 @@ def enter(unit: StepUnit, _: None) -> Next:
             unit.noop = NoOp.CLAIM_CONFLICT
             return "lost", None
         case gates.Unknown():
-            # Our claim may be on the step: write nothing more and end; if it landed, the
-            # deployed stale-step recovery finishes the step.
-            unit.log.error("claim_outcome_unknown", claimStartedAt=token, reason="firestore_error")
-            unit.ended = "claim_outcome_unknown"
+            # Our claim may be on the step (the gate logged it): stale-step recovery finishes it.
             return "unknown", None
         case gates.Unavailable(message=message):
             unit.log.error("claim_attempt", claimed=False, reason="firestore_error")
