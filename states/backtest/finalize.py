@@ -10,12 +10,13 @@ reached from a created or reused result, or it fails with the failure recorded o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from engine import gates
-from engine.errors import StoreUnavailable
+from engine.errors import Failure, StoreUnavailable
 from engine.lifecycle import Next
-from engine.ports import Path
+from engine.ports import Gate, GuardedWrite, Path
 from states.backtest.errors import NoOp
 from states.backtest.job import COMPLETED, FAILED, RUNNING, STATUS, spellings
 from states.backtest.phases import Stored
@@ -32,6 +33,28 @@ def succeeded(result: Finalized) -> bool:
     return result.completed
 
 
+def failed_fields(failure: Failure, now: datetime) -> dict[Path, Any]:
+    """A failed job's fields (§5), from `running` here or from `queued` (QUEUED.reject)."""
+    return {
+        STATUS: FAILED,
+        ("completedAt",): now,
+        ("errorCode",): failure.code,
+        ("errorMessage",): failure.message,
+    }
+
+
+def write_final(unit: JobUnit, patch: dict[Path, Any], gate: Gate) -> GuardedWrite:
+    """The final write of a job; logs `job_finalize_failed` and re-raises when the store fails
+    (the state's error exit decides what follows)."""
+    try:
+        return gates.finalize(unit, unit.config.jobs_collection, patch, gate)
+    except StoreUnavailable:
+        unit.log.error(
+            "job_finalize_failed", reason="firestore_error", intendedStatus=patch[STATUS]
+        )
+        raise
+
+
 def enter(unit: JobUnit, stored: Stored | None) -> Next:
     now = unit.now()
     failure = unit.failure
@@ -40,22 +63,11 @@ def enter(unit: JobUnit, stored: Stored | None) -> Next:
         assert stored is not None, "a job completes only beside its result"
         patch = {STATUS: COMPLETED, ("completedAt",): now}
     else:
-        patch = {
-            STATUS: FAILED,
-            ("completedAt",): now,
-            ("errorCode",): failure.code,
-            ("errorMessage",): failure.message,
-        }
+        patch = failed_fields(failure, now)
     identity = unit.claim.identity if unit.claim is not None else None
     gate = gates.status_gate(STATUS, spellings(RUNNING), identity)
-    try:
-        result = gates.finalize(unit, unit.config.jobs_collection, patch, gate)
-    except StoreUnavailable:
-        # §8.4: not even the failure can be recorded; the lease ends the job later.
-        unit.log.error(
-            "job_finalize_failed", reason="firestore_error", intendedStatus=patch[STATUS]
-        )
-        raise
+    # §8.4: when not even the failure can be recorded, the lease ends the job later.
+    result = write_final(unit, patch, gate)
     if not result.committed:
         unit.noop = NoOp.FINALIZE_CONFLICT
         return "skipped", None

@@ -8,9 +8,9 @@ failure an unexpected error of the validation itself recorded.
 from __future__ import annotations
 
 from engine import gates
-from engine.errors import StoreUnavailable
 from engine.lifecycle import Next
 from states.backtest.errors import NoOp
+from states.backtest.finalize import failed_fields, write_final
 from states.backtest.job import COMPLETED, FAILED, QUEUED, STATUS, canonical_status, spellings
 from states.backtest.unit import JobUnit
 from states.backtest.validation import Violation
@@ -19,18 +19,8 @@ from states.backtest.validation import Violation
 def enter(unit: JobUnit, _: Violation | None) -> Next:
     failure = unit.failure
     assert failure is not None, "a job is rejected for a recorded failure"
-    patch = {
-        STATUS: FAILED,
-        ("completedAt",): unit.now(),
-        ("errorCode",): failure.code,
-        ("errorMessage",): failure.message,
-    }
     gate = gates.status_gate(STATUS, spellings(QUEUED))
-    try:
-        result = gates.finalize(unit, unit.config.jobs_collection, patch, gate)
-    except StoreUnavailable:
-        unit.log.error("job_finalize_failed", reason="firestore_error", intendedStatus=FAILED)
-        raise
+    result = write_final(unit, failed_fields(failure, unit.now()), gate)
     if result.committed:
         unit.log.warning("job_failed", errorCode=failure.code, errorMessage=failure.message)
         return "rejected", None
