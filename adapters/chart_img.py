@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.clock import utc_now
+from engine.clock import elapsed_ms, utc_now
 from states.chart_export.chart_api import (
     ERROR_BODY_HEAD_BYTES,
     REDACTED,
@@ -153,10 +153,6 @@ def interpret(
         provider_message=message,
         bytes=len(raw.body),
     )
-
-
-def _elapsed_ms(started: float) -> int:
-    return max(0, int((time.monotonic() - started) * 1000))
 
 
 def _httpx() -> Any:
@@ -305,13 +301,13 @@ class ChartImgHttp:
         worker.start()
         call.done.wait(max(0.0, deadline - time.monotonic()))
         if not call.done.is_set() and call.abandon():
-            return Exchange(ChartAttempt("timeout", None, duration_ms=_elapsed_ms(started)), None)
+            return Exchange(ChartAttempt("timeout", None, duration_ms=elapsed_ms(started)), None)
         result = call.result
         if isinstance(result, Exchange):
-            attempt = dataclasses.replace(result.attempt, duration_ms=_elapsed_ms(started))
+            attempt = dataclasses.replace(result.attempt, duration_ms=elapsed_ms(started))
             return Exchange(attempt, result.raw)
         if result is not None and result.kind is not None:
-            return Exchange(ChartAttempt(result.kind, None, duration_ms=_elapsed_ms(started)), None)
+            return Exchange(ChartAttempt(result.kind, None, duration_ms=elapsed_ms(started)), None)
         # Raised here, outside any `except`, so not even __context__ links to the original.
         raise ChartApiError(result.type_name if result and result.type_name else "unknown")
 
@@ -471,7 +467,7 @@ class FixtureChartApi:
         started = time.monotonic()
         path = self.fixture_path(request)
         if path is None:
-            return ChartAttempt("fixture_missing", None, duration_ms=_elapsed_ms(started))
+            return ChartAttempt("fixture_missing", None, duration_ms=elapsed_ms(started))
         if path.suffix == ".png":
             with path.open("rb") as handle:
                 body = handle.read(self._max_png_bytes + 1)
@@ -488,7 +484,7 @@ class FixtureChartApi:
             over_cap = image and len(raw.body) > self._max_png_bytes
             raw = dataclasses.replace(raw, body=raw.body[:limit])
         attempt = interpret(raw, over_cap=over_cap, now=self._clock())
-        return dataclasses.replace(attempt, duration_ms=_elapsed_ms(started))
+        return dataclasses.replace(attempt, duration_ms=elapsed_ms(started))
 
 
 # --- record --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import gates
+from engine.clock import span_ms
 from engine.errors import Failure, StoreUnavailable
 from engine.lifecycle import Next
 from engine.ports import Gate, GuardedWrite, Path
@@ -72,7 +73,7 @@ def enter(unit: JobUnit, stored: Stored | None) -> Next:
         unit.noop = NoOp.FINALIZE_CONFLICT
         return "skipped", None
     started = unit.claim.started_at if unit.claim is not None else None
-    duration = int((now - started).total_seconds() * 1000) if started is not None else None
+    duration = span_ms(started, now) if started is not None else None
     if failure is None:
         unit.log.info("job_completed", durationMs=duration)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from engine.clock import elapsed_ms
 from engine.errors import Failure, StoreUnavailable
 from engine.lifecycle import Next
 from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
@@ -92,7 +93,3 @@ def failed(unit: JobUnit, code: str, started: float, attempts: int) -> None:
     unit.log.warning(
         "history_read_failed", errorCode=code, attempts=attempts, durationMs=elapsed_ms(started)
     )
-
-
-def elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

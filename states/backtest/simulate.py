@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from engine.clock import elapsed_ms
 from engine.errors import Failure
 from engine.lifecycle import Next
 from states.backtest.errors import ErrorCode
@@ -62,4 +63,4 @@ def enter(unit: JobUnit, priced: Priced) -> Next:
 
 
 def timing(started: float) -> dict[str, int]:
-    return {"durationMs": int((time.monotonic() - started) * 1000)}
+    return {"durationMs": elapsed_ms(started)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engine.clock import rfc3339
+from engine.clock import rfc3339, span_ms
 from engine.lifecycle import Next
 from states.chart_export.phases import Adopted, Charts, RequestResult, Written
 from states.chart_export.unit import ChartUnit, scrubbed
@@ -67,7 +67,7 @@ def execution(
         "timing": {
             "startedAt": rfc3339(started),
             "finishedAt": rfc3339(finished),
-            "durationMs": max(0, int((finished - started).total_seconds() * 1000)),
+            "durationMs": span_ms(started, finished),
         },
         "reused": False,
     }

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from engine.clock import elapsed_ms
 from engine.errors import StoreUnavailable
 from engine.lifecycle import Next
 from states.chart_export.accounts import candidates, start_index
@@ -470,7 +471,3 @@ def finished(unit: ChartUnit, result: RequestResult) -> None:
         errorCode=result.error.code if result.error else None,
         attempts=len(result.attempts),
     )
-
-
-def elapsed_ms(started: float) -> int:
-    return max(0, int((time.monotonic() - started) * 1000))

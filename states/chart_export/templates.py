@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.clock import elapsed_ms
 from engine.errors import StoreUnavailable
 from engine.lifecycle import Next
 from engine.ports import JsonObject
@@ -143,7 +144,7 @@ def enter(unit: ChartUnit, checked: Checked) -> Next:
                 error = invalid("symbol_result")
         result = RequestResult(template_id, "not_attempted", uri)
         if document is None or error is not None:
-            elapsed = int((time.monotonic() - started) * 1000)
+            elapsed = elapsed_ms(started)
             assert error is not None
             results.append(result.failed(error, elapsed))
             continue

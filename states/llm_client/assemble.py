@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from engine import jsontext
+from engine.clock import elapsed_ms
 from engine.errors import Failure
 from engine.lifecycle import Next
 from engine.ports import BlobNotFound, BlobTooLarge, BlobUndecodable
@@ -175,7 +176,7 @@ def read_bounded(unit: LlmUnit, uri: str, kind: str, limit: int) -> bytes:
         kind=kind,
         gcsUri=uri,
         bytes=len(data),
-        durationMs=int((time.monotonic() - started) * 1000),
+        durationMs=elapsed_ms(started),
     )
     return data
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engine.clock import rfc3339
+from engine.clock import rfc3339, span_ms
 from engine.lifecycle import Next
 from states.flow_run.finalize import finalize
 from states.llm_client.generate import CallFailure
@@ -74,7 +74,7 @@ def execution(
         timing = {
             "startedAt": rfc3339(started),
             "finishedAt": rfc3339(finished),
-            "durationMs": max(0, int((finished - started).total_seconds() * 1000)),
+            "durationMs": span_ms(started, finished),
         }
     result: dict[str, Any] = {"timing": timing}
     if response is not None and response.finish_reason:

@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from engine.clock import elapsed_ms
 from engine.errors import Failure
 from engine.lifecycle import Next
 from states.llm_client.errors import ErrorCode
@@ -62,7 +63,7 @@ def enter(unit: LlmUnit, request: Assembled | Rejected) -> Next:
     started = time.monotonic()
 
     def finished(severity: str, **fields: Any) -> None:
-        elapsed = int((time.monotonic() - started) * 1000)
+        elapsed = elapsed_ms(started)
         unit.log.emit(
             "llm_request_finished", severity, attempt=attempt, durationMs=elapsed, **fields
         )

@@ -10,7 +10,7 @@ import time
 
 import msgspec
 
-from engine.clock import rfc3339
+from engine.clock import elapsed_ms, rfc3339
 from engine.errors import Failure, StoreUnavailable
 from engine.lifecycle import Next
 from states.llm_client.contracts import LLMReportFile, ReportInputs, ReportLLM, ReportMetadata
@@ -74,6 +74,6 @@ def enter(unit: LlmUnit, validated: Validated) -> Next:
         status="created" if created else "reused",
         bytes=len(data),
         created=created,
-        durationMs=int((time.monotonic() - started) * 1000),
+        durationMs=elapsed_ms(started),
     )
     return "written", Written(validated, uri, reused=not created)
