@@ -10,12 +10,10 @@ the job. `uv run python -m bench.backtest_memory`.
 from __future__ import annotations
 
 import datetime
-import json
-import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from bench.common import child_json, summary
 
 CHILD = r"""
 import io, json, os, resource, sys, tempfile, tracemalloc
@@ -75,18 +73,8 @@ def history_file(path: Path, limit: int = 4_194_304) -> tuple[str, str]:
     return (last - datetime.timedelta(days=4999)).isoformat(), last.isoformat()
 
 
-def line(label: str, values: list[float]) -> str:
-    return f"{label}: median {statistics.median(values):.1f} MB, max {max(values):.1f} MB"
-
-
 def child(kind: str, mode: str, history_args: list[str]) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, kind, mode, *history_args],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    figures: dict[str, float] = child_json(CHILD, kind, mode, *history_args)
     return figures
 
 
@@ -108,9 +96,9 @@ def measure(runs: int, history_args: list[str]) -> None:
             before.append(plain["before_mb"])
             heap.append(traced["heap_mb"])
         label = "inline 5000 prices" if kind == "inline" else "history CSV of 4 MiB, 5000 rows"
-        print(line(f"{label}: peak RSS of the process", rss))
-        print(line("  RSS before the job (libraries, clients)", before))
-        print(line("  Python heap peak during the job", heap))
+        print(summary(f"{label}: peak RSS of the process", rss, "MB"))
+        print(summary("  RSS before the job (libraries, clients)", before, "MB"))
+        print(summary("  Python heap peak during the job", heap, "MB"))
 
 
 if __name__ == "__main__":

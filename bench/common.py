@@ -92,14 +92,36 @@ def in_process_worker(stack: Stack, db: Any, gcs: Any, **overrides: Any) -> Any:
     return compose.build("llm_client", stack.env, stream=io.StringIO(), **{**ports, **overrides})
 
 
-def summary(label: str, values_ms: list[float]) -> str:
-    values = sorted(values_ms)
+def summary(label: str, measured: list[float], unit: str = "ms") -> str:
+    values = sorted(measured)
     p90 = values[min(len(values) - 1, round(0.9 * (len(values) - 1)))]
     spread = statistics.pstdev(values) if len(values) > 1 else 0.0
     return (
-        f"{label}: median {statistics.median(values):.1f} ms, p90 {p90:.1f} ms, "
-        f"min {values[0]:.1f} ms, max {values[-1]:.1f} ms, stdev {spread:.1f} ms, n={len(values)}"
+        f"{label}: median {statistics.median(values):.1f} {unit}, p90 {p90:.1f} {unit}, "
+        f"min {values[0]:.1f} {unit}, max {values[-1]:.1f} {unit}, "
+        f"stdev {spread:.1f} {unit}, n={len(values)}"
     )
+
+
+def child_json(
+    script: str, *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `script` in a fresh interpreter (nothing of this process's imports or heap carries
+    over) and return the JSON object its last line of output prints."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 # A fresh interpreter's view of a cold start: the runtime imports functions-framework, then our
@@ -136,8 +158,6 @@ def cold_probe(
     (`event`), and which of the `heavy` prefixes some loaded module name starts with
     (`loaded`: `grpc` also stands for `grpc_status`)."""
     import json
-    import subprocess
-    import sys
 
     from devstack.services import REPO_ROOT
 
@@ -147,13 +167,4 @@ def cold_probe(
     with tempfile.NamedTemporaryFile(suffix=".pb") as tmp:
         Path(tmp.name).write_bytes(body)
         argv = [function, json.dumps(attrs), tmp.name, json.dumps(list(heavy))]
-        out = subprocess.run(
-            [sys.executable, "-c", _COLD_PROBE, *argv],
-            cwd=REPO_ROOT,
-            env={**base, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+        return child_json(_COLD_PROBE, *argv, cwd=REPO_ROOT, env={**base, **env})

@@ -8,11 +8,7 @@ stub); it reports its peak RSS and the Python heap peak during the step.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from bench.common import summary
+from bench.common import child_json, summary
 
 IMAGES = 16
 PREVIOUS_REPORTS = 8
@@ -70,13 +66,7 @@ with stack() as services:
 def main(runs: int = 3) -> None:
     rss, growth, heap = [], [], []
     for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(IMAGES), str(PREVIOUS_REPORTS)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        figures = json.loads(out.strip().splitlines()[-1])
+        figures = child_json(CHILD, str(IMAGES), str(PREVIOUS_REPORTS))
         assert figures["images"] == IMAGES
         rss.append(figures["rss_mb"])
         growth.append(figures["rss_growth_mb"])
@@ -87,7 +77,7 @@ def main(runs: int = 3) -> None:
         ("  RSS growth during the step", growth),
         ("  Python heap peak during the step (tracemalloc)", heap),
     ):
-        print(summary(text, values).replace(" ms", " MB"))
+        print(summary(text, values, "MB"))
 
 
 if __name__ == "__main__":
