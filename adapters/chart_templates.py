@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.firestore import LazyClient, bounded, unavailable
-from adapters.google import errors
+from adapters.firestore import LazyClient, read_data
 from engine.ports import JsonObject
 
 READ_TIMEOUT_S = 10.0  # §4: template reads time out after 10 s
@@ -28,19 +27,7 @@ class FirestoreTemplates:
         self._collection = collection
 
     def template(self, template_id: str) -> JsonObject | None:
-        try:
-            snapshot = (
-                self._client.get()
-                .collection(self._collection)
-                .document(template_id)
-                .get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
-            )
-        except errors().GoogleAPIError as exc:
-            raise unavailable("read", exc) from None
-        if not snapshot.exists:
-            return None
-        data: JsonObject = snapshot.to_dict() or {}
-        return data
+        return read_data(self._client, self._collection, template_id, READ_TIMEOUT_S)
 
 
 class FolderTemplates:

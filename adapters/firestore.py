@@ -83,6 +83,27 @@ def unavailable(what: str, exc: Exception) -> StoreUnavailable:
     )
 
 
+def read_data(
+    client: LazyClient, collection: str, doc_id: str, timeout_s: float = READ_TIMEOUT_S
+) -> JsonObject | None:
+    """One document's data, None when it does not exist: a plain read for collections that are
+    only read (registries, chart templates), bounded to `timeout_s` retries included; a failure
+    is `StoreUnavailable`."""
+    try:
+        doc = (
+            client.get()
+            .collection(collection)
+            .document(doc_id)
+            .get(retry=bounded(timeout_s), timeout=timeout_s)
+        )
+    except errors().GoogleAPIError as exc:
+        raise unavailable("read", exc) from None
+    if not doc.exists:
+        return None
+    data: JsonObject = doc.to_dict() or {}
+    return data
+
+
 class FirestoreDocumentStore:
     """Documents of any collection, written only through a gate and a precondition.
 
@@ -268,9 +289,9 @@ def field_path(path: Path) -> str:
 
 
 class FirestoreRegistry:
-    """Registry collections (prompts, schemas, chart templates). Their documents are immutable
-    by contract, so each one found is cached for the life of the instance; a missing one is
-    asked for again next time."""
+    """Registry collections (prompts, schemas). Their documents are immutable by contract, so
+    each one found is cached for the life of the instance; a missing one is asked for again
+    next time."""
 
     def __init__(self, project: str | None, database: str, *, given: Any = None) -> None:
         self._client = LazyClient(project, database, given)
@@ -280,17 +301,7 @@ class FirestoreRegistry:
         key = (collection, doc_id)
         if key in self._cache:
             return self._cache[key]
-        try:
-            doc = (
-                self._client.get()
-                .collection(collection)
-                .document(doc_id)
-                .get(retry=bounded(READ_TIMEOUT_S), timeout=READ_TIMEOUT_S)
-            )
-        except errors().GoogleAPIError as exc:
-            raise unavailable("read", exc) from None
-        if not doc.exists:
-            return None
-        data: JsonObject = doc.to_dict() or {}
-        self._cache[key] = data
+        data = read_data(self._client, collection, doc_id)
+        if data is not None:
+            self._cache[key] = data
         return data
