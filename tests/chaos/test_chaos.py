@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,37 @@ def replay_jobs(runs: list[ChaosRun], urls: list[str]) -> list[tuple[str, Any]]:
     return [(url, run.event()) for run in runs for url in urls]
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What stale redeliveries did once every run had settled: nothing, or `violations`."""
+
+    violations: list[str]
+    deliveries: int
+    then: Any  # what the step run between the replays and the second fingerprint returned
+
+
+def replay_stale(
+    db: Any,
+    runs: list[ChaosRun],
+    urls: list[str],
+    *,
+    history: StepHistory | None = None,
+    then: Callable[[], Any] = lambda: None,
+    max_delay: float = 0.3,
+) -> Replayed:
+    """Every run's READY event again to every instance in a seeded storm, then `then` (a
+    second stale-recovery scan, say): no document may change and every replay answers 200."""
+    before = fingerprint(db, runs)
+    replays = Deliveries()
+    answers = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=max_delay)
+    after_replays = then()
+    if history is not None:
+        history.wait_caught_up(db, runs)
+    violations = changed(before, fingerprint(db, runs))
+    violations += [f"stale replay answered {s}" for s in answers if s != 200]
+    return Replayed(violations, replays.total, after_replays)
+
+
 # --------------------------------------------------------------------------------------
 # 1. Many flow runs, racing instances, every event three times, delayed and reordered
 # --------------------------------------------------------------------------------------
@@ -141,16 +172,12 @@ def test_many_runs_with_duplicated_delayed_reordered_events(
             assert bridge.wait_idle(timeout=60, quiet=0.5), "bridge deliveries never drained"
         stats = bridge.stats
 
-        before = fingerprint(firestore, runs)
-        replays = Deliveries()
-        replay_status = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=0.3)
-        history.wait_caught_up(firestore, runs)
-        after = fingerprint(firestore, runs)
+        replayed = replay_stale(firestore, runs, urls, history=history)
 
     texts = forbidden_texts(**{f"reply {i}": m for i, m in enumerate(markers)})
     result = audit(firestore, gcs, runs, sources=log_sources(servers), texts=texts)
     per_run = calls_per_run(gemini.requests, runs)
-    violations = result.violations + history.violations() + changed(before, after)
+    violations = result.violations + history.violations() + replayed.violations
     violations += [f"{rid}: {n} Gemini calls" for rid, n in per_run.items() if n != 1]
     # Each run's outcome is the reply its own request got: no cross-talk between executions.
     got = replies_by_run(gemini.requests, script, runs)
@@ -171,7 +198,6 @@ def test_many_runs_with_duplicated_delayed_reordered_events(
         for run in runs
         if claimed[f"won:{run.run_id}"] != 1
     ]
-    violations += [f"stale replay answered {s}" for s in replay_status if s != 200]
     if stats.gave_up:
         violations.append(f"bridge gave up on {stats.gave_up} deliveries")
 
@@ -180,7 +206,7 @@ def test_many_runs_with_duplicated_delayed_reordered_events(
         figures(
             "many_runs",
             runs=len(runs),
-            deliveries=stats.deliveries + replays.total,
+            deliveries=stats.deliveries + replayed.deliveries,
             crashes=0,
             faults=gemini_faults,
             violations=len(violations),
@@ -274,13 +300,11 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
         summary = worker.scan(0.001)  # any claim is older than this lease
         history.wait_caught_up(firestore, runs)
 
-        before = fingerprint(firestore, runs)
-        replays = Deliveries()
         urls = [crash.url, *(s.url for s in servers)]
-        replay_status = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=0.3)
-        again = worker.scan(0.001)
-        history.wait_caught_up(firestore, runs)
-        after = fingerprint(firestore, runs)
+        replayed = replay_stale(
+            firestore, runs, urls, history=history, then=lambda: worker.scan(0.001)
+        )
+        again = replayed.then
 
     crashes = len(crasher.crashes(armed_before))
     sigkills = len(crasher.kills(log_mark))
@@ -288,7 +312,7 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
     result = audit(firestore, gcs, runs, sources=sources, texts=forbidden_texts(reply=marker))
     final = steps(firestore, runs)
     violations = mid.violations + result.violations + history.violations()
-    violations += changed(before, after) + crasher.mismatch(armed_before, log_mark)
+    violations += replayed.violations + crasher.mismatch(armed_before, log_mark)
     if running_before != expected_running:
         violations.append(f"RUNNING before recovery: {sorted(running_before)}")
     for run in runs:
@@ -307,7 +331,6 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
     execution = (final[runs[-1].run_id][0] or {}).get("outputs", {}).get("execution", {})
     if execution.get("reused") is not True:
         violations.append("the finalize crash was not recovered from its artifact")
-    violations += [f"stale replay answered {s}" for s in replay_status if s != 200]
     if model.calls:
         violations.append(f"stale recovery called the model {model.calls} times")
 
@@ -316,7 +339,7 @@ def test_crash_on_entering_each_state_then_redelivery_and_stale_recovery(
         figures(
             "crash_each_state",
             runs=len(runs),
-            deliveries=deliveries.total + replays.total,
+            deliveries=deliveries.total + replayed.deliveries,
             crashes=crashes,
             faults=crashes,
             violations=len(violations),
@@ -418,22 +441,17 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
         worker, model, recovery_log = recovery_worker(firestore, gcs)
         summary = worker.scan(0.001)
         history.wait_caught_up(firestore, runs)
-        before = fingerprint(firestore, runs)
-        replays = Deliveries()
-        replay_status = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=0.3)
-        history.wait_caught_up(firestore, runs)
-        after = fingerprint(firestore, runs)
+        replayed = replay_stale(firestore, runs, urls, history=history)
 
     crashes = len(crasher.crashes(armed_before))
     sources = {**log_sources([crasher.server, *servers]), "recovery log": recovery_log.getvalue()}
     result = audit(firestore, gcs, runs, sources=sources, texts=forbidden_texts(reply=marker))
     per_run = calls_per_run(gemini.requests, runs)
-    violations = result.violations + history.violations() + changed(before, after)
+    violations = result.violations + history.violations() + replayed.violations
     violations += [
         f"{rid}: RUNNING but no execution was killed" for rid in sorted(running - killed)
     ]
     violations += [f"{rid}: {n} Gemini calls" for rid, n in per_run.items() if n > 1]
-    violations += [f"stale replay answered {s}" for s in replay_status if s != 200]
     violations += crasher.mismatch(armed_before, mark)
     if stats.gave_up:
         violations.append(f"bridge gave up on {stats.gave_up} deliveries")
@@ -445,7 +463,7 @@ def test_crashes_under_concurrent_load(firestore, gcs, gemini, servers, crasher,
         figures(
             "crash_storm",
             runs=len(runs),
-            deliveries=stats.deliveries + replays.total,
+            deliveries=stats.deliveries + replayed.deliveries,
             crashes=crashes,
             faults=crashes,
             violations=len(violations),
@@ -550,11 +568,7 @@ def test_gemini_faults_fail_the_step_once_without_a_retry_loop(
             if gemini.pending:
                 violations.append(f"{case.name}: {gemini.pending} scripted replies never asked for")
         history.wait_caught_up(firestore, runs)
-        before = fingerprint(firestore, runs)
-        replays = Deliveries()
-        replay_status = replays.storm(replay_jobs(runs, urls), seed=SEED, max_delay=0.3)
-        history.wait_caught_up(firestore, runs)
-        after = fingerprint(firestore, runs)
+        replayed = replay_stale(firestore, runs, urls, history=history)
 
     texts = forbidden_texts()
     for case in GEMINI_CASES:
@@ -562,7 +576,7 @@ def test_gemini_faults_fail_the_step_once_without_a_retry_loop(
     result = audit(firestore, gcs, runs, sources=log_sources(servers), texts=texts)
     per_run = calls_per_run(gemini.requests, runs)
     final = steps(firestore, runs)
-    violations += result.violations + history.violations() + changed(before, after)
+    violations += result.violations + history.violations() + replayed.violations
     for run, case in zip(runs, GEMINI_CASES, strict=True):
         step = final[run.run_id][0] or {}
         got = (step.get("status"), (step.get("error") or {}).get("code"))
@@ -570,7 +584,6 @@ def test_gemini_faults_fail_the_step_once_without_a_retry_loop(
             violations.append(f"{case.name}: ended {got}, expected {(case.status, case.code)}")
         if per_run[run.run_id] != case.calls:
             violations.append(f"{case.name}: {per_run[run.run_id]} Gemini calls, not {case.calls}")
-    violations += [f"stale replay answered {s}" for s in replay_status if s != 200]
     violations += [f"delivery answered {k}" for k in deliveries.outcomes if k != "200"]
 
     show(
@@ -578,7 +591,7 @@ def test_gemini_faults_fail_the_step_once_without_a_retry_loop(
         figures(
             "gemini_faults",
             runs=len(runs),
-            deliveries=deliveries.total + replays.total,
+            deliveries=deliveries.total + replayed.deliveries,
             crashes=0,
             faults=len(GEMINI_CASES),
             violations=len(violations),
@@ -672,22 +685,20 @@ def settle_and_audit(
 ) -> Settled:
     """Stale replays and a stale-recovery scan must change nothing; then the audit."""
     db, storage = outages.db, outages.storage
-    before = fingerprint(db, runs)
-    replays = Deliveries()
-    replay_status = replays.storm(replay_jobs(runs, [server.url] * 3), seed=SEED)
     worker, model, recovery_log = recovery_worker(db, storage)
-    summary = worker.scan(0.001)
-    after = fingerprint(db, runs)
+    replayed = replay_stale(
+        db, runs, [server.url] * 3, then=lambda: worker.scan(0.001), max_delay=0.0
+    )
+    summary = replayed.then
     sources = {**log_sources([server]), "recovery log": recovery_log.getvalue()}
     result = audit(db, storage, runs, sources=sources, texts=forbidden_texts(**texts))
-    violations = result.violations + changed(before, after)
+    violations = result.violations + [f"{name}: {v}" for v in replayed.violations]
     per_run = calls_per_run(gemini.requests, runs)
     violations += [f"{rid}: {n} Gemini calls" for rid, n in per_run.items() if n != 1]
-    violations += [f"{name}: stale replay answered {s}" for s in replay_status if s != 200]
     if summary["stale"] or model.calls:
         violations.append(f"{name}: stale recovery found work after the outage: {summary}")
     final = {rid: step or {} for rid, (step, _) in steps(db, runs).items()}
-    return Settled(violations, final, replays.total)
+    return Settled(violations, final, replayed.deliveries)
 
 
 def ended(step: dict[str, Any]) -> tuple[str | None, str | None]:
