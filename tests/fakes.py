@@ -12,7 +12,7 @@ import io
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from google.api_core import exceptions as gexc
 
@@ -75,16 +75,6 @@ class FinalizeExplodes(FirestoreDocumentStore):
         if is_finalize(patch):
             raise RuntimeError("bug in finalize")
         return super().update(collection, doc_id, patch, gate, timeout_s)
-
-
-class CountingStore(FirestoreDocumentStore):
-    """Counts flow run reads, to prove which events are decided without reading Firestore."""
-
-    loads: ClassVar[int] = 0
-
-    def get(self, collection: str, doc_id: str) -> Snapshot | None:
-        type(self).loads += 1
-        return super().get(collection, doc_id)
 
 
 ENVIRON = {"ARTIFACTS_BUCKET": scenario.BUCKET, "GEMINI_API_KEY": "k"}

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from adapters.cloudevents import decode_body
+from bench.noop import CountingStore
 from devstack.cloudevents import decode_document_fields, firestore_update_event
 from engine.cloudevent import Event
 from tests import scenario
-from tests.fakes import CountingStore, ExplodingLLM, worker
+from tests.fakes import ExplodingLLM, worker
 
 PROJECT = "demo-tda"
 
@@ -63,11 +64,11 @@ def mutated(**changes):
 )
 def test_nothing_to_do_in_the_event_value_reads_nothing(firestore, gcs, doc, reason):
     scenario.seed(firestore, gcs, doc)
-    CountingStore.loads = 0
+    CountingStore.reads = 0
     w, sink = worker(firestore, gcs, ExplodingLLM(), CountingStore)
     outcome = w.handle(event_for(doc))
     assert (outcome.status, outcome.reason) == ("noop", reason)
-    assert CountingStore.loads == 0
+    assert CountingStore.reads == 0
     assert '"source":"event"' in sink.getvalue()
 
 
@@ -83,10 +84,10 @@ def test_nothing_to_do_in_the_event_value_reads_nothing(firestore, gcs, doc, rea
 )
 def test_anything_that_might_need_work_reads_firestore(firestore, gcs, doc):
     scenario.seed(firestore, gcs, mutated(status="SUCCEEDED"))
-    CountingStore.loads = 0
+    CountingStore.reads = 0
     w, _ = worker(firestore, gcs, ExplodingLLM(), CountingStore)
     w.handle(event_for(doc))
-    assert CountingStore.loads == 1
+    assert CountingStore.reads == 1
 
 
 def test_a_value_for_another_document_is_not_trusted(firestore, gcs):
@@ -103,7 +104,7 @@ def test_a_value_for_another_document_is_not_trusted(firestore, gcs):
         document=name,
         value=value,
     )
-    CountingStore.loads = 0
+    CountingStore.reads = 0
     w, _ = worker(firestore, gcs, ExplodingLLM(), CountingStore)
     w.handle(event)
-    assert CountingStore.loads == 1
+    assert CountingStore.reads == 1
