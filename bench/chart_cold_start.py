@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 from bench.common import cold_probe, summary
+from devstack import REPO_ROOT
 from devstack.cloudevents import firestore_update_event
-from devstack.services import REPO_ROOT
 
 HEAVY = (
     "states.llm_client",

@@ -159,7 +159,7 @@ def cold_probe(
     (`loaded`: `grpc` also stands for `grpc_status`)."""
     import json
 
-    from devstack.services import REPO_ROOT
+    from devstack import REPO_ROOT
 
     headers, body = event
     attrs = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}

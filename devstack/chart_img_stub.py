@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx2
 
+from devstack import REPO_ROOT
 from devstack.loopback import LoopbackHttpServer
 from states.chart_export.chart_api import (
     CHART_IMG_INTERVALS,
@@ -40,7 +41,6 @@ from states.chart_export.chart_api import (
     Plan,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STUB_PNG_PATH = REPO_ROOT / "contracts" / "chart_export" / "fixtures" / "stub_chart_400x300.png"
 CHART_PATH = "/v2/tradingview/advanced-chart"
 CONTROL_PREFIX = "/__stub/"

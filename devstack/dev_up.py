@@ -42,10 +42,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+from devstack import REPO_ROOT
 from devstack.bridge import CREATED, EventBridge
 from devstack.chart_img_stub import ChartImgStub
 from devstack.cloudevents import UPDATED
-from devstack.example import PIPELINE_EXAMPLE, REPO, Example, load_example, seed
+from devstack.example import PIPELINE_EXAMPLE, Example, load_example, seed
 from devstack.gemini_stub import GeminiStub, ok
 from devstack.services import (
     DEFAULT_PROJECT,
@@ -59,7 +60,7 @@ from devstack.services import (
 FLOW_RUNS = "flow_runs"
 BACKTEST_JOBS = "backtestJobs"
 BACKTEST_RESULTS = "backtestResults"
-DEFAULT_JOB = REPO / "examples" / "backtest" / "job.json"
+DEFAULT_JOB = REPO_ROOT / "examples" / "backtest" / "job.json"
 STEP_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
 JOB_TERMINAL = frozenset({"completed", "failed"})
 WATCHED_STEP_TYPES = ("CHART_EXPORT", "LLM_REPORT")

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_EXAMPLE = REPO / "examples" / "local"
-PIPELINE_EXAMPLE = REPO / "examples" / "pipeline"
+from devstack import REPO_ROOT
+
+DEFAULT_EXAMPLE = REPO_ROOT / "examples" / "local"
+PIPELINE_EXAMPLE = REPO_ROOT / "examples" / "pipeline"
 
 
 @dataclass(frozen=True)

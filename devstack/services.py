@@ -26,9 +26,9 @@ from urllib.parse import quote
 
 import requests
 
+from devstack import REPO_ROOT
 from devstack.loopback import LOOPBACK
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROJECT = "demo-tda"
 
 FIRESTORE_INSTALL_HINT = (

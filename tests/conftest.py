@@ -18,11 +18,11 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 from syrupy.location import PyTestLocation
 
+from devstack import REPO_ROOT
 from devstack.cloudevents import firestore_update_event
 from devstack.gemini_stub import GeminiStub
 from devstack.services import (
     DEFAULT_PROJECT,
-    REPO_ROOT,
     FakeGcs,
     FirestoreEmulator,
     FunctionServer,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-CONTRACTS = REPO / "contracts"
+from devstack import REPO_ROOT
+
+CONTRACTS = REPO_ROOT / "contracts"
 
 
 def load(relative: str) -> Any:

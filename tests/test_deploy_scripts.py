@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from devstack import REPO_ROOT
 from tests.contracts import CONTRACTS
 
-REPO = Path(__file__).resolve().parent.parent
-DEPLOY = REPO / "deploy" / "deploy.sh"
-SMOKE = REPO / "deploy" / "smoke.sh"
+DEPLOY = REPO_ROOT / "deploy" / "deploy.sh"
+SMOKE = REPO_ROOT / "deploy" / "smoke.sh"
 FIXTURES = Path(__file__).resolve().parent / "deploy_fixtures"
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 

@@ -14,8 +14,8 @@ import pytest
 import compose
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
 from adapters.registries import PromptSchemaRegistry
+from devstack import REPO_ROOT
 from devstack.cloudevents import firestore_update_event
-from devstack.services import REPO_ROOT
 from states.llm_client.ports import LLMResponse
 from tests import scenario
 from tests.conftest import PROJECT

@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devstack import REPO_ROOT
 from devstack.example import DEFAULT_EXAMPLE
 from devstack.gemini_stub import GeminiStub, ok
 from tests import scenario
 
-REPO = Path(__file__).resolve().parent.parent
 STRIPPED = (
     "GEMINI_API_KEY",
     "GEMINI_API_KEYS_JSON",
@@ -24,12 +24,12 @@ STRIPPED = (
 )
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO):
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT):
     base = {k: v for k, v in os.environ.items() if k not in STRIPPED}
     return subprocess.run(
         [sys.executable, "-m", "tools.llm_cli", *args],
         cwd=cwd,
-        env={**base, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**base, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

@@ -10,9 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from devstack import REPO_ROOT
 from engine.lifecycle import Edge, Lifecycle, State
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = REPO_ROOT / "docs"
 
 
 def workers() -> list[str]:

@@ -17,7 +17,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from devstack import REPO_ROOT
+
 SUITES = {
     "llm_client": "tests/test_vectors.py",
     "chart_export": "tests/chart_export/test_chart_vectors.py",
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
                 f"--junitxml={report}",
                 *pytest_args,
             ],
-            cwd=REPO,
+            cwd=REPO_ROOT,
             check=False,
             stdout=subprocess.DEVNULL,
         )

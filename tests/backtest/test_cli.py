@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from devstack import REPO_ROOT
 from engine.exits import ExitCode
 from tests.backtest.vectors import VECTOR_DIR
-from tests.contracts import REPO
 from tools.backtest_cli import main
 from wheelsim import result_sha256
 
-EXAMPLES = REPO / "examples" / "backtest"
+EXAMPLES = REPO_ROOT / "examples" / "backtest"
 
 
 def run_local(tmp_path: Path, job: Path, *extra: str) -> int:
@@ -31,7 +31,7 @@ def stored(tmp_path: Path, collection: str, job_id: str) -> dict[str, Any]:
 
 
 def test_the_console_script_is_declared():
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["worker-backtest"] == "tools.backtest_cli:main"
 
 

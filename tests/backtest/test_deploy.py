@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from devstack import REPO_ROOT
 from tests.test_deploy_scripts import (
     DEPLOY,
     FIXTURES,
@@ -30,7 +31,6 @@ from tests.test_deploy_scripts import (
 )
 from tests.test_deploy_scripts import fakes as base_fakes  # noqa: F401  (a pytest fixture)
 
-REPO = DEPLOY.parent.parent
 HISTORY = "demo-history"
 CREATED = "google.cloud.firestore.document.v1.created"
 WRITTEN = "google.cloud.firestore.document.v1.written"
@@ -174,7 +174,7 @@ def test_rules_are_not_released_by_default_and_the_plan_says_where_the_file_is(
     result = run(shell, "--yes")
     assert result.returncode == 0, result.stderr
     assert "security rules:     not released" in result.stdout
-    assert str(REPO / "firestore.rules") in result.stdout
+    assert str(REPO_ROOT / "firestore.rules") in result.stdout
     assert not [c for c in shell.calls() if c["tool"] == "firebase"]
 
 
@@ -189,7 +189,7 @@ def test_release_rules_releases_the_shipped_file_last(shell: Fakes) -> None:
     assert release["argv"][:3] == ["deploy", "--only", "firestore:rules"]
     assert f"--project={PROJECT}" in release["argv"]
     assert release["config"] == {"firestore": [{"database": "tda-db", "rules": "firestore.rules"}]}
-    assert release["rules"] == (REPO / "firestore.rules").read_text(encoding="utf-8")
+    assert release["rules"] == (REPO_ROOT / "firestore.rules").read_text(encoding="utf-8")
 
 
 def test_release_rules_needs_the_firebase_cli(shell: Fakes) -> None:

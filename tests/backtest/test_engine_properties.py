@@ -20,9 +20,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devstack import REPO_ROOT
 from states.backtest.validation import synthetic_dates
 from tests.backtest.vectors import result_validator
-from tests.contracts import REPO
 from wheelsim import SimConfig, canonical_json, result_sha256, simulate, simulate_trace
 
 Job = tuple[SimConfig, list[float], list[str]]
@@ -194,7 +194,7 @@ def hash_in_fresh_process(job: Job, hash_seed: str) -> str:
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env={**os.environ, "PYTHONHASHSEED": hash_seed},
     )
     return done.stdout.strip()

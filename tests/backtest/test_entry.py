@@ -18,8 +18,8 @@ import compose
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
 from bench.backtest_cold_start import HEAVY
 from bench.common import cold_probe
+from devstack import REPO_ROOT
 from devstack.cloudevents import firestore_created_event
-from devstack.services import REPO_ROOT
 from tests.backtest.test_lifecycle import (
     DOWN,
     ENVIRON,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.contracts import REPO
+from devstack import REPO_ROOT
 
 PURE_FILES = [
-    *sorted((REPO / "wheelsim").glob("*.py")),
-    REPO / "states" / "backtest" / "validation.py",
-    REPO / "states" / "backtest" / "history.py",
+    *sorted((REPO_ROOT / "wheelsim").glob("*.py")),
+    REPO_ROOT / "states" / "backtest" / "validation.py",
+    REPO_ROOT / "states" / "backtest" / "history.py",
 ]
 # Standard modules that reach the clock, randomness, the file system, processes or the network.
 IMPURE = {"random", "secrets", "time", "os", "io", "pathlib", "socket", "subprocess", "uuid"}
@@ -33,7 +33,7 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-@pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_imports_only_the_pure_standard_library_and_the_engine(path: Path) -> None:
     roots = imported_roots(path) - {"__future__", "wheelsim"}
     assert roots <= set(sys.stdlib_module_names), roots - set(sys.stdlib_module_names)
@@ -41,5 +41,5 @@ def test_imports_only_the_pure_standard_library_and_the_engine(path: Path) -> No
 
 
 def test_the_package_init_is_one_docstring_line() -> None:
-    text = (REPO / "states" / "backtest" / "__init__.py").read_text(encoding="utf-8")
+    text = (REPO_ROOT / "states" / "backtest" / "__init__.py").read_text(encoding="utf-8")
     assert text.count("\n") == 1 and ast.get_docstring(ast.parse(text))

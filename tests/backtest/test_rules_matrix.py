@@ -33,6 +33,7 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
+from devstack import REPO_ROOT
 from devstack.services import FirestoreEmulator
 from tests import contracts
 from tests.backtest.rules_client import (
@@ -50,7 +51,7 @@ from tests.backtest.rules_client import (
 
 MATRIX_PATH = "backtest/rules_test_matrix.json"
 MATRIX = RulesMatrix.from_json(contracts.load(MATRIX_PATH))
-SHIPPED_RULES = (contracts.REPO / "firestore.rules").read_text(encoding="utf-8")
+SHIPPED_RULES = (REPO_ROOT / "firestore.rules").read_text(encoding="utf-8")
 
 # Deliberately wrong rules: anyone may do anything to both collections. Under them every request
 # of the matrix succeeds, so each case the shipped rules must refuse has to flip to 200.

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
+from devstack import REPO_ROOT
 from states.chart_export.catalog import PROFILE
 from states.chart_export.config import SHIPPED_FIXTURES, SHIPPED_TEMPLATES
-from tests.contracts import CONTRACTS, REPO
+from tests.contracts import CONTRACTS
 
 SOURCES = ["engine", "states/flow_run", "states/chart_export", "compose.py"]
 EMIT = re.compile(r"\.(?:info|warning|error|debug|emit)\(\s*\"([a-z_]+)\"", re.S)
@@ -20,14 +21,14 @@ FORBIDDEN_BY_15 = ("x-api-key", "xApiKey", "apiKeys", "headers", "requestHeaders
 def emitted() -> set[str]:
     names: set[str] = set()
     for source in SOURCES:
-        path = REPO / source
+        path = REPO_ROOT / source
         for file in [path] if path.is_file() else path.rglob("*.py"):
             names |= set(EMIT.findall(file.read_text(encoding="utf-8")))
     return names
 
 
 def spec_events() -> set[str]:
-    spec = (REPO / "docs" / "spec" / "CHART_EXPORT.md").read_text(encoding="utf-8")
+    spec = (REPO_ROOT / "docs" / "spec" / "CHART_EXPORT.md").read_text(encoding="utf-8")
     section = spec[spec.index("## 15. Logging") : spec.index("## 16.")]
     section = section[section.index("- Events") :]
     names: set[str] = set()

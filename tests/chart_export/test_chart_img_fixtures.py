@@ -18,7 +18,8 @@ from adapters.chart_img import (
     RecordingChartApi,
     fixture_document,
 )
-from devstack.chart_img_stub import REPO_ROOT, STUB_PNG_PATH, ChartImgStub
+from devstack import REPO_ROOT
+from devstack.chart_img_stub import STUB_PNG_PATH, ChartImgStub
 from states.chart_export.chart_api import ChartApi, fixture_stem
 
 from .helpers import ACC_1, KEY_1, chart_request, keys

@@ -13,8 +13,8 @@ import pytest
 import compose
 from adapters.chart_usage import MemoryUsageStore
 from adapters.memory import MemoryBlobStore, MemoryDocumentStore
+from devstack import REPO_ROOT
 from devstack.cloudevents import firestore_update_event
-from devstack.services import REPO_ROOT
 from tests.chart_export.test_lifecycle import RUN_ID, STEP, documents, environ, running, templates
 from tests.conftest import PROJECT
 from tests.fakes import DictTemplates, ScriptedChartApi

@@ -15,11 +15,12 @@ from typing import Any
 
 import jsonschema
 
+from devstack import REPO_ROOT
 from devstack.chart_img_stub import ChartImgStub
 from tests.chart_export.helpers import KEY_1, keys
-from tests.contracts import REPO, load
+from tests.contracts import load
 
-EXAMPLE = REPO / "examples" / "chart_export" / "flow_run.json"
+EXAMPLE = REPO_ROOT / "examples" / "chart_export" / "flow_run.json"
 STEP = "charts:1M:price_pair_v1"
 RUN_ID = "20251215-102530_BTCUSDT_k3f7a"
 MANIFEST = Path("gcs") / "artifacts-bucket" / "charts" / RUN_ID / STEP / "manifest.json"
@@ -38,8 +39,8 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     base = {k: v for k, v in os.environ.items() if k not in STRIPPED}
     return subprocess.run(
         [sys.executable, "-m", "tools.chart_cli", *args],
-        cwd=REPO,
-        env={**base, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=REPO_ROOT,
+        env={**base, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,9 +6,9 @@ import io
 import json
 import re
 
+from devstack import REPO_ROOT
 from engine.log import EventLogger
 from states.llm_client.catalog import PROFILE
-from tests.contracts import REPO
 
 CATALOG = PROFILE.catalog
 # Every place an event of the LLM worker can come from: the engine, the states it runs, the
@@ -18,7 +18,7 @@ EMIT = re.compile(r"\.(?:info|warning|error|debug|emit)\(\s*\"([a-z_]+)\"", re.S
 
 
 def emitted_names() -> set[str]:
-    root = REPO
+    root = REPO_ROOT
     names: set[str] = set()
     for source in SOURCES:
         path = root / source
@@ -28,7 +28,7 @@ def emitted_names() -> set[str]:
 
 
 def spec_names() -> set[str]:
-    spec = (REPO / "docs" / "spec" / "SPEC.md").read_text(encoding="utf-8")
+    spec = (REPO_ROOT / "docs" / "spec" / "SPEC.md").read_text(encoding="utf-8")
     section = spec[spec.index("Event catalog") : spec.index("Typical success order")]
     names: set[str] = set()
     for token in re.findall(r"`([a-z_/]+)`", section):

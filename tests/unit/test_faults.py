@@ -6,12 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
+from devstack import REPO_ROOT
 from engine.faults import crash_hook
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_variable_no_hook():
