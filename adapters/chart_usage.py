@@ -28,9 +28,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from adapters.firestore import LazyClient, bounded, lost_race
+from adapters.firestore import LazyClient, bounded, lost_race, unavailable
 from adapters.google import errors
-from engine.errors import Shared, StoreUnavailable
 from states.chart_export.usage import (
     JITTER_S,
     MAX_ATTEMPTS,
@@ -125,7 +124,7 @@ class FirestoreUsageStore:
         try:
             snapshot = ref.get(retry=bounded(self._timeout_s), timeout=self._timeout_s)
         except errors().GoogleAPIError as exc:
-            raise _unavailable("read", exc) from None
+            raise unavailable("read", exc) from None
         if not snapshot.exists:
             return None, None
         return snapshot.to_dict() or {}, snapshot.update_time
@@ -153,19 +152,12 @@ class FirestoreUsageStore:
         except update_lost():  # AlreadyExists is a Conflict: a racer created the document first
             return False
         except errors().GoogleAPIError as exc:
-            raise _unavailable("write", exc) from None  # ambiguous: counted as not reserved
+            raise unavailable("write", exc) from None  # ambiguous: counted as not reserved
         return True
 
     def _pause(self, attempt: int) -> None:
         if attempt < MAX_ATTEMPTS:  # no pause before giving up
             self._sleep(self._rng.uniform(*JITTER_S))
-
-
-def _unavailable(what: str, exc: Exception) -> StoreUnavailable:
-    """Names the exception type only: its text can carry document paths and hosts."""
-    return StoreUnavailable(
-        Shared.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
-    )
 
 
 class MemoryUsageStore:

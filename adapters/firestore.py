@@ -78,6 +78,7 @@ def bounded(total_s: float) -> Any:
 
 
 def unavailable(what: str, exc: Exception) -> StoreUnavailable:
+    """Names the exception type only: its text can carry document paths and hosts."""
     return StoreUnavailable(
         Shared.FIRESTORE_UNAVAILABLE, f"firestore {what} failed: {type(exc).__name__}"
     )
