@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from engine.budget import TimeBudget
 from engine.errors import Failure
 from engine.log import EventLogger
-from engine.ports import Path, Snapshot
+from engine.ports import ABSENT, Path, Snapshot
 
 # Covariant: a state written for any worker of a family (flow run steps) takes every worker's
 # units, whose configuration and ports offer at least what it reads.
@@ -36,6 +36,19 @@ class Claim:
     identity: Mapping[Path, Any]
     owned: bool
     token: Any = None  # the value written as the claim's start, for messages and logs
+
+    @classmethod
+    def found(cls, path: Path, value: Any, started_at: datetime | None) -> Claim:
+        """The claim another invocation left on the unit, taken over by recovery: `value`,
+        found at `path`, identifies it whatever its form (ABSENT included: then the field
+        must still be absent), so a finalize never overwrites a newer claim; `started_at`
+        is `value` read as a time, if it is one."""
+        return cls(
+            started_at=started_at,
+            identity={path: value},
+            owned=False,
+            token=None if value is ABSENT else value,
+        )
 
 
 class Machined:

@@ -15,7 +15,7 @@ from typing import Any
 from engine.clock import rfc3339
 from engine.errors import Failure
 from engine.lifecycle import Next
-from engine.ports import ABSENT, at
+from engine.ports import at
 from engine.runner import LEFT_ALONE
 from engine.unit import Claim
 from states.backtest.errors import ErrorCode, NoOp
@@ -53,12 +53,7 @@ def adopt_claim(unit: JobUnit) -> None:
     and even absent, so the finalize can never overwrite a newer claim (a re-queue and a new
     run between our read and our write)."""
     started: Any = at(unit.doc.data, STARTED_AT)
-    unit.claim = Claim(
-        started_at=timestamp(started),
-        identity={STARTED_AT: started},
-        owned=False,
-        token=None if started is ABSENT else started,
-    )
+    unit.claim = Claim.found(STARTED_AT, started, timestamp(started))
 
 
 def lease_deadline(unit: JobUnit) -> datetime | None:

@@ -16,7 +16,7 @@ from engine.clock import parse_rfc3339, rfc3339
 from engine.errors import Failure
 from engine.gates import lease_expired
 from engine.lifecycle import Next
-from engine.ports import ABSENT, at
+from engine.ports import at
 from engine.runner import LEFT_ALONE
 from engine.unit import Claim
 from states.flow_run.claim import STARTED_AT, step_path
@@ -64,12 +64,7 @@ def adopt_claim(unit: StepUnit) -> None:
     even absent, so a finalize never overwrites a newer claim) and, when it is a timestamp,
     times it. Foreign documents may hold anything here; nothing in them may raise."""
     started: Any = at({"outputs": step_of(unit).outputs}, STARTED_AT)
-    unit.claim = Claim(
-        started_at=claim_time(started),
-        identity={step_path(unit, *STARTED_AT): started},
-        owned=False,
-        token=None if started is ABSENT else started,
-    )
+    unit.claim = Claim.found(step_path(unit, *STARTED_AT), started, claim_time(started))
 
 
 def claim_time(value: Any) -> datetime | None:
